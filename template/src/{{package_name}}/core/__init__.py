@@ -1,0 +1,1 @@
+"""Framework-neutral auth core: no module here imports a web framework."""

@@ -1,0 +1,115 @@
+"""One error tree for the service, and how each error looks over HTTP.
+
+Every error a client can cause derives from `ServiceError` and carries a stable
+`code`. `problem_for` turns any of them (or a bare HTTP status raised by the
+framework) into the status, JSON body and headers of the HTTP contract, so the
+Flask and FastAPI layers share one mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+
+class ServiceError(Exception):
+    """Base of every error a client can cause; `code` is stable, `detail` is for people."""
+
+    code = "service_error"
+    status = HTTPStatus.BAD_REQUEST
+    detail = "The request could not be processed."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.detail)
+        self.detail = detail or self.detail
+
+
+class ValidationFailed(ServiceError):
+    """Raised when a request body is malformed or breaks a field rule."""
+
+    code = "validation_error"
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    detail = "The request body is invalid."
+
+
+class UsernameTaken(ServiceError):
+    """Raised when registering a username that exists, ignoring case."""
+
+    code = "username_taken"
+    status = HTTPStatus.CONFLICT
+    detail = "That username is already taken."
+
+
+class AuthError(ServiceError):
+    """Base of every authentication failure; always a 401 with a Bearer challenge."""
+
+    code = "not_authenticated"
+    status = HTTPStatus.UNAUTHORIZED
+    detail = "Authentication is required."
+
+    def challenge(self) -> str:
+        """Return the `WWW-Authenticate` value for this failure (RFC 6750 section 3)."""
+        return "Bearer"
+
+
+class MissingToken(AuthError):
+    """Raised when a protected route gets no bearer token at all."""
+
+    detail = "Send an access token in the Authorization header: Bearer <token>."
+
+
+class InvalidCredentials(AuthError):
+    """Raised when a username and password do not match a user."""
+
+    code = "invalid_credentials"
+    detail = "Incorrect username or password."
+
+
+class InvalidToken(AuthError):
+    """Raised when a token was sent but is malformed, forged, of the wrong kind or revoked."""
+
+    code = "invalid_token"
+    detail = "The token is invalid."
+
+    def challenge(self) -> str:
+        """Return the challenge with `error="invalid_token"` and a description."""
+        description = self.detail.replace("\\", "").replace('"', "'")
+        return f'Bearer error="invalid_token", error_description="{description}"'
+
+
+class ExpiredToken(InvalidToken):
+    """Raised when a token's `exp` has passed."""
+
+    code = "token_expired"
+    detail = "The token has expired."
+
+
+class UnknownUser(InvalidToken):
+    """Raised when a validly signed token names a user that no longer exists."""
+
+    detail = "The token's user no longer exists."
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An error response as data: status, JSON body and extra headers."""
+
+    status: int
+    body: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def problem_for(error: ServiceError) -> Problem:
+    """Describe a service error as the HTTP contract's error response."""
+    headers = {"WWW-Authenticate": error.challenge()} if isinstance(error, AuthError) else {}
+    return Problem(int(error.status), {"detail": error.detail, "code": error.code}, headers)
+
+
+def problem_for_status(status: int, detail: str | None = None) -> Problem:
+    """Describe a framework-raised HTTP status (404, 405, 500, ...) in the same envelope."""
+    phrase = HTTPStatus(status).phrase
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        code, detail = "internal_error", "The server failed to handle the request."
+    else:
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
+    return Problem(status, {"detail": detail or f"{phrase}.", "code": code})

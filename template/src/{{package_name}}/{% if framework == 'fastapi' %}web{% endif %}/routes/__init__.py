@@ -1,0 +1,1 @@
+"""Routers: each parses the request, calls the core, and shapes the response."""

@@ -1,0 +1,14 @@
+"""The signed-in user's own resource."""
+
+from fastapi import APIRouter
+
+from ...core.schemas import UserOut
+from ..deps import CurrentUser
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("/me")
+def read_me(user: CurrentUser) -> UserOut:
+    """Return the user the access token belongs to."""
+    return user

@@ -1,0 +1,1 @@
+"""The Flask web layer: routing and HTTP shapes only; the work happens in `core`."""

@@ -1,0 +1,1 @@
+"""Blueprints: each parses the request, calls the core, and shapes the response."""

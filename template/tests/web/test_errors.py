@@ -1,0 +1,29 @@
+"""Every error, the framework's own included, uses the contract's JSON envelope."""
+
+from sqlalchemy import text
+
+from .api import Api
+
+
+def test_unknown_path_is_a_json_404(api: Api) -> None:
+    reply = api.get("/no/such/path")
+    assert reply.status == 404
+    assert reply.body == {"detail": "Not Found.", "code": "not_found"}
+
+
+def test_wrong_method_is_a_json_405_with_allow(api: Api) -> None:
+    reply = api.request("DELETE", "/auth/login")
+    assert reply.status == 405
+    assert reply.body == {"detail": "Method Not Allowed.", "code": "method_not_allowed"}
+    assert "POST" in reply.headers["Allow"]
+
+
+def test_server_failure_is_a_json_500_that_leaks_nothing(api: Api, database) -> None:
+    with database.session() as session:
+        session.execute(text("DROP TABLE users"))
+    reply = api.register("alice")
+    assert reply.status == 500
+    assert reply.body == {
+        "detail": "The server failed to handle the request.",
+        "code": "internal_error",
+    }

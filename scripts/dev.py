@@ -1,0 +1,53 @@
+"""Set up the template's tooling in .venv and run the demo or the test suite.
+
+    python3 scripts/dev.py demo     render a project with the default answers and show it working
+    python3 scripts/dev.py test     run the template's full test suite (extra args go to pytest)
+
+Needs only Python 3.11+ and git; everything else is installed into .venv from pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def ensure_environment() -> None:
+    """Create .venv and install the `dev` dependency group, skipping work already done."""
+    requirements = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    stamp = VENV / ".dev-requirements.sha256"
+    digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    if not (BIN / "python").exists():
+        print("Creating .venv ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    print("Installing the template's development tools into .venv ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "-U", "pip"], check=True)
+    subprocess.run([*pip, "install", *requirements], check=True)
+    stamp.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch to the demo or the tests."""
+    if not argv or argv[0] not in {"demo", "test"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    ensure_environment()
+    if argv[0] == "test":
+        return subprocess.run([str(BIN / "python"), "-m", "pytest", *argv[1:]], cwd=ROOT).returncode
+    return subprocess.run([str(BIN / "python"), str(ROOT / "scripts" / "demo.py"), *argv[1:]]).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

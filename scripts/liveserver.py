@@ -1,0 +1,113 @@
+"""Start a rendered project's production server on a free loopback port, and always stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+class ServerFailed(RuntimeError):
+    """Raised when a server exits or never answers /health; carries its output."""
+
+
+def free_port() -> int:
+    """Return a loopback port that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_command(python: Path, framework: str, package: str, port: int) -> list[str]:
+    """The production server the rendered README documents: uvicorn or gunicorn."""
+    if framework == "fastapi":
+        app, server = f"{package}.asgi:app", ["uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+        return [str(python), "-m", *server, "--no-access-log", app]
+    bind = ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    return [str(python), "-m", "gunicorn", *bind, f"{package}.wsgi:app"]
+
+
+@contextmanager
+def running_server(
+    project: Path,
+    framework: str,
+    package: str,
+    python: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[str]:
+    """Run the server in `project` and yield its base URL; stop it by PID on the way out."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        server_command(python, framework, package, port),
+        cwd=project,
+        env={**os.environ, **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, url, log, timeout)
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+def wait_until_healthy(
+    process: subprocess.Popen, url: str, log: tempfile.TemporaryFile, timeout: float
+) -> None:
+    """Poll /health until it answers 200; fail fast when the server process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerFailed(f"server exited with {process.returncode}:\n{read(log)}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise ServerFailed(f"server did not answer /health within {timeout} s:\n{read(log)}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop the server's whole process group (gunicorn's workers too), by PID."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def read(log: tempfile.TemporaryFile) -> str:
+    """Return what the server printed so far."""
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def run_to_exit(
+    project: Path, framework: str, package: str, python: Path, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Start the server expecting it to refuse to start; return its exit status and output."""
+    return subprocess.run(
+        server_command(python, framework, package, free_port()),
+        cwd=project,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

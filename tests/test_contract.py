@@ -1,0 +1,166 @@
+"""The HTTP contract of DESIGN.md, run over the network against each framework's real server.
+
+One suite for both frameworks: a difference in paths, bodies, status codes or headers fails here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import FRAMEWORKS, PYTHON, variant_id
+from liveserver import running_server
+
+PASSWORD = "correct horse battery"
+CHALLENGE = "Bearer"
+
+
+@pytest.fixture(
+    scope="module",
+    params=[{"framework": f, "jwt_algorithm": "HS256"} for f in FRAMEWORKS],
+    ids=variant_id,
+)
+def client(request, render) -> Iterator[httpx.Client]:
+    """A client for the variant's production server (uvicorn or gunicorn) on a loopback port."""
+    project = render(**request.param)
+    with (
+        running_server(project.path, project.framework, project.package, PYTHON) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        yield client
+
+
+def new_user(client: httpx.Client) -> tuple[str, str]:
+    """Register a fresh user; return its id and username."""
+    username = f"user-{uuid.uuid4().hex[:12]}"
+    response = client.post("/auth/register", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    return response.json()["id"], username
+
+
+def login(client: httpx.Client, username: str) -> str:
+    response = client.post("/auth/login", data={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"detail", "code"}
+    assert body["code"] == code
+    assert isinstance(body["detail"], str) and body["detail"]
+
+
+def test_health(client: httpx.Client) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_register(client: httpx.Client) -> None:
+    username = f"Contract-{uuid.uuid4().hex[:8]}"
+    response = client.post("/auth/register", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "username"}
+    assert body["username"] == username
+
+
+def test_register_duplicate_ignoring_case(client: httpx.Client) -> None:
+    _, username = new_user(client)
+    response = client.post(
+        "/auth/register", json={"username": username.upper(), "password": PASSWORD}
+    )
+    assert_error(response, 409, "username_taken")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "ab", "password": PASSWORD},
+        {"username": "no spaces", "password": PASSWORD},
+        {"username": "valid_name", "password": "short"},
+        {"username": "valid_name"},
+        [],
+    ],
+)
+def test_register_validation(client: httpx.Client, body: object) -> None:
+    assert_error(client.post("/auth/register", json=body), 422, "validation_error")
+
+
+def test_register_malformed_json(client: httpx.Client) -> None:
+    response = client.post(
+        "/auth/register", content=b"{oops", headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 422, "validation_error")
+
+
+def test_login_form_and_json(client: httpx.Client) -> None:
+    _, username = new_user(client)
+    form = client.post("/auth/login", data={"username": username, "password": PASSWORD})
+    as_json = client.post("/auth/login", json={"username": username, "password": PASSWORD})
+    for response in (form, as_json):
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == {"access_token", "token_type", "expires_in"}
+        assert body["token_type"] == "bearer"
+        assert body["expires_in"] == 15 * 60
+
+
+@pytest.mark.parametrize("wrong", ["password", "username"])
+def test_login_failure(client: httpx.Client, wrong: str) -> None:
+    _, username = new_user(client)
+    credentials = {"username": username, "password": PASSWORD, wrong: "wrong-" + wrong}
+    response = client.post("/auth/login", data=credentials)
+    assert_error(response, 401, "invalid_credentials")
+    assert response.headers["WWW-Authenticate"] == CHALLENGE
+
+
+def test_users_me(client: httpx.Client) -> None:
+    user_id, username = new_user(client)
+    token = login(client, username)
+    response = client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.json() == {"id": user_id, "username": username}
+
+
+def test_users_me_without_token(client: httpx.Client) -> None:
+    response = client.get("/users/me")
+    assert_error(response, 401, "not_authenticated")
+    assert response.headers["WWW-Authenticate"] == CHALLENGE
+
+
+@pytest.mark.parametrize("token", ["not-a-token", "a.b.c"])
+def test_users_me_with_refused_token(client: httpx.Client, token: str) -> None:
+    response = client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert_error(response, 401, "invalid_token")
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith('Bearer error="invalid_token", error_description="')
+
+
+def test_users_me_with_tampered_token(client: httpx.Client) -> None:
+    _, username = new_user(client)
+    header, payload, signature = login(client, username).split(".")
+    tampered = f"{header}.{payload}x.{signature}"
+    response = client.get("/users/me", headers={"Authorization": f"Bearer {tampered}"})
+    assert_error(response, 401, "invalid_token")
+
+
+def test_oversized_token_is_a_401_not_a_server_error(client: httpx.Client) -> None:
+    response = client.get("/users/me", headers={"Authorization": "Bearer " + "a" * 8200})
+    assert_error(response, 401, "invalid_token")
+
+
+def test_jwks_is_a_json_404_for_hmac(client: httpx.Client) -> None:
+    assert_error(client.get("/.well-known/jwks.json"), 404, "not_found")
+
+
+def test_unknown_path_and_wrong_method(client: httpx.Client) -> None:
+    assert_error(client.get("/nope"), 404, "not_found")
+    response = client.get("/auth/login")
+    assert_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]

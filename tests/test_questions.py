@@ -1,0 +1,80 @@
+"""Every validator refuses a bad answer with a message that says what to type, and renders nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+BAD_ANSWERS = [
+    ("project_name", "   ", "Type a name for the project"),
+    ("package_name", "Orders-API", "Type a lower-case Python identifier"),
+    ("package_name", "1orders", "Type a lower-case Python identifier"),
+    ("package_name", "_orders", "Type a lower-case Python identifier"),
+    ("package_name", "orders api", "Type a lower-case Python identifier"),
+    ("package_name", "class", '"class" is a Python keyword; type another name'),
+    ("package_name", "jwt", '"jwt" would shadow the standard-library or dependency module'),
+    ("package_name", "flask", '"flask" would shadow'),
+    ("package_name", "fastapi", '"fastapi" would shadow'),
+    ("package_name", "test", '"test" would shadow'),
+    ("package_name", "json", '"json" would shadow'),
+    ("author_email", "not-an-address", "Type an e-mail address such as dev@example.com"),
+    ("author_email", "a@b", "Type an e-mail address such as dev@example.com"),
+    ("access_token_minutes", 0, "Type a whole number of minutes from 1 to 1440"),
+    ("access_token_minutes", 1441, "Type a whole number of minutes from 1 to 1440"),
+    ("access_token_minutes", -5, "Type a whole number of minutes from 1 to 1440"),
+    ("framework", "django", "Invalid choice"),
+    ("jwt_algorithm", "none", "Invalid choice"),
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "message"),
+    BAD_ANSWERS,
+    ids=[f"{question}={answer!r}" for question, answer, _ in BAD_ANSWERS],
+)
+def test_bad_answer_is_refused_and_nothing_is_rendered(
+    copie, question: str, answer: Any, message: str
+) -> None:
+    result = copie.copy(extra_answers={question: answer})
+    assert result.exit_code != 0
+    assert message in str(result.exception)
+    assert result.project_dir is None
+    rendered = [path for path in copie.test_dir.rglob("*") if path.is_file()]
+    assert rendered == []
+
+
+GOOD_ANSWERS = [
+    ("project_name", "Orders API"),
+    ("package_name", "orders_api2"),
+    ("author_email", "dev@example.com"),
+    ("author_email", ""),
+    ("access_token_minutes", 1),
+    ("access_token_minutes", 1440),
+    ("framework", "flask"),
+    ("jwt_algorithm", "HS512"),
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    GOOD_ANSWERS,
+    ids=[f"{question}={answer!r}" for question, answer in GOOD_ANSWERS],
+)
+def test_good_answer_is_accepted_and_recorded(copie, question: str, answer: Any) -> None:
+    result = copie.copy(extra_answers={question: answer})
+    assert result.exit_code == 0, result.exception
+    assert result.answers[question] == answer
+
+
+@pytest.mark.parametrize(
+    ("project_name", "package_name"),
+    [("Orders API", "orders_api"), ("123 Orders API!", "orders_api"), ("---", "service")],
+)
+def test_package_name_is_derived_from_the_project_name(
+    copie, project_name: str, package_name: str
+) -> None:
+    result = copie.copy(extra_answers={"project_name": project_name})
+    assert result.exit_code == 0, result.exception
+    assert result.answers["package_name"] == package_name
+    assert (result.project_dir / "src" / package_name / "__init__.py").is_file()

@@ -1,0 +1,117 @@
+"""Each variant renders clean, lints clean, and passes its own test suite."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+from conftest import BIN, FRAMEWORKS, PYTHON, ROOT, variants
+
+
+@pytest.mark.parametrize("answers", variants())
+def test_no_template_syntax_is_left(render, answers: dict[str, Any]) -> None:
+    project = render(**answers)
+    files = [path for path in project.path.rglob("*") if path.is_file()]
+    assert len(files) > 30
+    for path in files:
+        assert ".jinja" not in path.name, path
+        text = path.read_text()
+        for marker in ("{{", "}}", "{%", "%}"):
+            assert marker not in text, f"{marker} left in {path.relative_to(project.path)}"
+
+
+@pytest.mark.parametrize("answers", variants())
+def test_ruff_finds_nothing_to_change(render, answers: dict[str, Any]) -> None:
+    project = render(**answers)
+    formatted = project.run(BIN / "ruff", "format", "--check", "--no-cache", ".")
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+    linted = project.run(BIN / "ruff", "check", "--no-cache", ".")
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+@pytest.mark.parametrize("answers", variants())
+def test_rendered_suite_passes(render, answers: dict[str, Any]) -> None:
+    project = render(**answers)
+    result = project.run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=600)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary, summary
+    assert "skipped" not in summary and "failed" not in summary, summary
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "HS512"])
+def test_core_is_identical_in_both_frameworks(render, algorithm: str) -> None:
+    fastapi, flask = (render(framework=f, jwt_algorithm=algorithm) for f in FRAMEWORKS)
+    fastapi_core = fastapi.path / "src" / fastapi.package / "core"
+    flask_core = flask.path / "src" / flask.package / "core"
+    names = sorted(path.name for path in fastapi_core.glob("*.py"))
+    assert names == sorted(path.name for path in flask_core.glob("*.py"))
+    for name in names:
+        assert (fastapi_core / name).read_bytes() == (flask_core / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_only_the_chosen_framework_is_rendered(render, framework: str) -> None:
+    project = render(framework=framework, jwt_algorithm="HS256")
+    package = project.path / "src" / project.package
+    entry, other = ("asgi.py", "wsgi.py") if framework == "fastapi" else ("wsgi.py", "asgi.py")
+    assert (package / entry).is_file()
+    assert not (package / other).exists()
+    pyproject = (project.path / "pyproject.toml").read_text()
+    unused = "flask" if framework == "fastapi" else "fastapi"
+    assert f'"{unused}' not in pyproject
+    assert f'"{framework}' in pyproject
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_secrets_stay_out_of_git_and_the_answers_file(render, framework: str) -> None:
+    project = render(framework=framework, jwt_algorithm="HS512")
+    env = dict(
+        line.split("=", 1)
+        for line in (project.path / ".env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    secret = env["JWT_SECRET"]
+    assert len(secret.encode()) >= 64
+    assert secret not in (project.path / ".copier-answers.yml").read_text()
+    assert "secret" not in (project.path / ".copier-answers.yml").read_text().lower()
+    for path in project.path.rglob("*"):
+        if path.is_file() and path.name != ".env":
+            assert secret not in path.read_text(), path
+    (project.path / "app.db").write_text("")
+    (project.path / "signing.pem").write_text("")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=project.path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=project.path, check=True)
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=project.path, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert ".env.example" in tracked
+    assert ".env" not in tracked
+    assert "app.db" not in tracked
+    assert "signing.pem" not in tracked
+    for path in ("app.db", "signing.pem", ".git"):
+        subprocess.run(["rm", "-rf", path], cwd=project.path, check=True)
+
+
+def test_every_project_gets_its_own_development_secret(copie) -> None:
+    secrets = set()
+    for _ in range(2):
+        result = copie.copy()
+        assert result.exit_code == 0, result.exception
+        secrets.add((result.project_dir / ".env").read_text())
+    assert len(secrets) == 2
+
+
+def test_copier_cli_renders_without_trust(tmp_path) -> None:
+    """`copier copy` with no --trust and no --data works: the template needs no unsafe feature."""
+    result = subprocess.run(
+        [BIN / "copier", "copy", "--defaults", "--quiet", str(ROOT), str(tmp_path / "project")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "project" / "src" / "jwt_auth_service" / "asgi.py").is_file()
+    assert (tmp_path / "project" / ".env").is_file()

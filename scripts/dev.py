@@ -46,7 +46,9 @@ def main(argv: list[str]) -> int:
     ensure_environment()
     if argv[0] == "test":
         return subprocess.run([str(BIN / "python"), "-m", "pytest", *argv[1:]], cwd=ROOT).returncode
-    return subprocess.run([str(BIN / "python"), str(ROOT / "scripts" / "demo.py"), *argv[1:]]).returncode
+    return subprocess.run(
+        [str(BIN / "python"), str(ROOT / "scripts" / "demo.py"), *argv[1:]]
+    ).returncode
 
 
 if __name__ == "__main__":

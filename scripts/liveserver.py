@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -46,27 +47,26 @@ def running_server(
 ) -> Iterator[str]:
     """Run the server in `project` and yield its base URL; stop it by PID on the way out."""
     port = free_port()
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(
-        server_command(python, framework, package, port),
-        cwd=project,
-        env={**os.environ, **(env or {})},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, url, log, timeout)
-        yield url
-    finally:
-        stop(process)
-        log.close()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            server_command(python, framework, package, port),
+            cwd=project,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(process, url, log, timeout)
+            yield url
+            if process.poll() is not None:
+                raise ServerFailed(f"server died with {process.returncode}:\n{read(log)}")
+        finally:
+            stop(process)
 
 
-def wait_until_healthy(
-    process: subprocess.Popen, url: str, log: tempfile.TemporaryFile, timeout: float
-) -> None:
+def wait_until_healthy(process: subprocess.Popen, url: str, log: IO[bytes], timeout: float) -> None:
     """Poll /health until it answers 200; fail fast when the server process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,7 +92,7 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def read(log: tempfile.TemporaryFile) -> str:
+def read(log: IO[bytes]) -> str:
     """Return what the server printed so far."""
     log.seek(0)
     return log.read().decode(errors="replace")
@@ -100,14 +100,19 @@ def read(log: tempfile.TemporaryFile) -> str:
 
 def run_to_exit(
     project: Path, framework: str, package: str, python: Path, env: Mapping[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """Start the server expecting it to refuse to start; return its exit status and output."""
-    return subprocess.run(
+) -> tuple[int, str]:
+    """Start a server that should refuse to start; return its exit status and output."""
+    process = subprocess.Popen(
         server_command(python, framework, package, free_port()),
         cwd=project,
         env={**os.environ, **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=60,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        output, _ = process.communicate(timeout=60)
+    finally:
+        stop(process)
+    return process.returncode, output

@@ -22,11 +22,20 @@ CHALLENGE = "Bearer"
     params=[{"framework": f, "jwt_algorithm": "HS256"} for f in FRAMEWORKS],
     ids=variant_id,
 )
-def client(request, render) -> Iterator[httpx.Client]:
+def client(request, render, tmp_path_factory) -> Iterator[httpx.Client]:
     """A client for the variant's production server (uvicorn or gunicorn) on a loopback port."""
     project = render(**request.param)
     with (
-        running_server(project.path, project.framework, project.package, PYTHON) as url,
+        running_server(
+            project.path,
+            project.framework,
+            project.package,
+            PYTHON,
+            env={
+                "PYTHONPATH": str(project.path / "src"),
+                "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'contract.db'}",
+            },
+        ) as url,
         httpx.Client(base_url=url, timeout=10) as client,
     ):
         yield client
@@ -52,7 +61,8 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     body = response.json()
     assert set(body) == {"detail", "code"}
     assert body["code"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
 
 
 def test_health(client: httpx.Client) -> None:

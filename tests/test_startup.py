@@ -23,11 +23,9 @@ def test_production_refuses_a_bad_setting(
     render, framework: str, env: dict[str, str], message: str
 ) -> None:
     project = render(framework=framework, jwt_algorithm="HS256")
-    result = run_to_exit(
-        project.path, framework, project.package, PYTHON, {"ENVIRONMENT": "production", **env}
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    env = {"ENVIRONMENT": "production", "PYTHONPATH": str(project.path / "src"), **env}
+    returncode, output = run_to_exit(project.path, framework, project.package, PYTHON, env)
+    assert returncode != 0
     assert message in output
     assert "Traceback" not in output
 
@@ -37,10 +35,8 @@ def test_production_refuses_a_missing_secret(render, tmp_path, framework: str) -
     project = render(framework=framework, jwt_algorithm="HS256")
     copy = shutil.copytree(project.path, tmp_path / "project")
     (copy / ".env").unlink()
-    result = run_to_exit(
-        copy, framework, project.package, PYTHON, {"ENVIRONMENT": "production", "PYTHONPATH": str(copy / "src")}
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    env = {"ENVIRONMENT": "production", "PYTHONPATH": str(copy / "src")}
+    returncode, output = run_to_exit(copy, framework, project.package, PYTHON, env)
+    assert returncode != 0
     assert "JWT_SECRET is required in production" in output
     assert "Traceback" not in output

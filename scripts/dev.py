@@ -45,7 +45,10 @@ def main(argv: list[str]) -> int:
         return 2
     ensure_environment()
     if argv[0] == "test":
-        return subprocess.run([str(BIN / "python"), "-m", "pytest", *argv[1:]], cwd=ROOT).returncode
+        # Spread the variants over every core unless the caller chose (`-n 0` runs serially).
+        workers = [] if any(arg.startswith("-n") for arg in argv[1:]) else ["-n", "auto"]
+        pytest = [str(BIN / "python"), "-m", "pytest", *workers, *argv[1:]]
+        return subprocess.run(pytest, cwd=ROOT).returncode
     return subprocess.run(
         [str(BIN / "python"), str(ROOT / "scripts" / "demo.py"), *argv[1:]]
     ).returncode

@@ -1,0 +1,110 @@
+"""`copier update` brings a template change into a project and keeps the user's edits and secrets."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BIN, PYTHON, ROOT, Project
+
+GIT = [
+    "git",
+    "-c",
+    "user.name=Test",
+    "-c",
+    "user.email=test@example.com",
+    "-c",
+    "init.defaultBranch=main",
+]
+CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run([*GIT, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def copier(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the copier command line as a user would: no --trust."""
+    return subprocess.run(
+        [BIN / "copier", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture
+def releases(tmp_path: Path) -> Path:
+    """The template as a git repository with two tagged releases, v0.1.0 and v0.2.0."""
+    repo = tmp_path / "template-repo"
+    repo.mkdir()
+    shutil.copy2(ROOT / "copier.yml", repo / "copier.yml")
+    shutil.copytree(ROOT / "template", repo / "template")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A", "-f")
+    git(repo, "commit", "-qm", "release 0.1.0")
+    git(repo, "tag", "v0.1.0")
+    readme = repo / "template" / "README.md.jinja"
+    readme.write_text(readme.read_text() + "\n## Upgrading\n\nRun `copier update`.\n")
+    git(repo, "commit", "-qam", "release 0.2.0: document upgrading")
+    git(repo, "tag", "v0.2.0")
+    return repo
+
+
+def files_with_conflicts(project: Path) -> list[str]:
+    found = []
+    for path in project.rglob("*"):
+        if ".git" in path.parts or not path.is_file():
+            continue
+        if path.suffix == ".rej" or any(
+            m in path.read_text(errors="replace") for m in CONFLICT_MARKERS
+        ):
+            found.append(str(path.relative_to(project)))
+    return found
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_update_keeps_edits_and_secrets(releases: Path, tmp_path: Path, framework: str) -> None:
+    project = tmp_path / "project"
+    made = copier(
+        tmp_path,
+        "copy",
+        "--defaults",
+        "--vcs-ref",
+        "v0.1.0",
+        "-d",
+        f"framework={framework}",
+        str(releases),
+        str(project),
+    )
+    assert made.returncode == 0, made.stderr
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "from template 0.1.0")
+    health = next(project.glob("src/*/web/routes/health.py"))
+    edited = health.read_text().replace(
+        '"""Answer while the process can serve requests."""',
+        '"""Answer while the process can serve requests; our load balancer polls this."""',
+    )
+    assert edited != health.read_text()
+    health.write_text(edited)
+    git(project, "commit", "-qam", "user edit")
+    env_before = (project / ".env").read_bytes()
+    answers_before = yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+    updated = copier(project, "update", "--defaults", "--vcs-ref", "v0.2.0")
+
+    assert updated.returncode == 0, updated.stderr
+    assert "Run `copier update`." in (project / "README.md").read_text()
+    assert "our load balancer polls this" in health.read_text()
+    assert files_with_conflicts(project) == []
+    assert (project / ".env").read_bytes() == env_before
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "v0.2.0"
+    assert {k: v for k, v in answers.items() if k != "_commit"} == {
+        k: v for k, v in answers_before.items() if k != "_commit"
+    }
+    secret = env_before.decode().split("JWT_SECRET=")[1].split()[0]
+    assert secret not in (project / ".copier-answers.yml").read_text()
+    suite = Project(project, answers).run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert suite.returncode == 0, suite.stdout[-4000:]

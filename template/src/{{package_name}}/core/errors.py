@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 
 
+class ConfigError(Exception):
+    """Raised when settings or key material are missing or unsafe; the message says what to fix."""
+
+
 class ServiceError(Exception):
     """Base of every error a client can cause; `code` is stable, `detail` is for people."""
 
@@ -30,6 +34,14 @@ class ValidationFailed(ServiceError):
     code = "validation_error"
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     detail = "The request body is invalid."
+
+
+class NotFound(ServiceError):
+    """Raised when a resource this service could have does not exist in this configuration."""
+
+    code = "not_found"
+    status = HTTPStatus.NOT_FOUND
+    detail = "Not Found."
 
 
 class UsernameTaken(ServiceError):

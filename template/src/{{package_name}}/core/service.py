@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ..settings import Settings
 from .db import Database
-from .keys import generate_hmac_secret, hmac_keyset
+from .errors import NotFound
+from .keyring import load_keys
+from .keys import KeySet, is_hmac
 from .passwords import Argon2Parameters, PasswordHasher
 from .schemas import LoginForm, Registration, TokenResponse, UserOut
 from .tokens import TokenPolicy, TokenService
 from .users import UserService
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -21,17 +21,14 @@ class AuthService:
     """Everything the web layer needs, built once at start-up from the settings."""
 
     database: Database
+    keys: KeySet
     users: UserService
     tokens: TokenService
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthService:
         """Load keys, open the database and create missing tables."""
-        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-        if secret is None:
-            log.warning("JWT_SECRET is not set: using a random secret until the process exits.")
-            secret = generate_hmac_secret(settings.jwt_algorithm)
-        keys = hmac_keyset(settings.jwt_algorithm, secret)
+        keys = load_keys(settings)
         policy = TokenPolicy(
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
@@ -46,7 +43,7 @@ class AuthService:
                 parallelism=settings.argon2_parallelism,
             )
         )
-        return cls(database, UserService(database, hasher), TokenService(keys, policy))
+        return cls(database, keys, UserService(database, hasher), TokenService(keys, policy))
 
     def register(self, registration: Registration) -> UserOut:
         """Create a user from a validated registration."""
@@ -64,3 +61,9 @@ class AuthService:
         claims = self.tokens.verify_access(token)
         user = self.users.by_subject(claims["sub"])
         return UserOut(id=str(user.id), username=user.username)
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWK Set of the public keys; HMAC services have none and answer 404."""
+        if is_hmac(self.keys.algorithm):
+            raise NotFound("This service signs with a shared secret (HMAC): it has no public keys.")
+        return self.keys.jwks()

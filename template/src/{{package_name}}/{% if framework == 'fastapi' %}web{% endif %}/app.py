@@ -11,7 +11,7 @@ from .. import TITLE
 from ..core.service import AuthService
 from ..settings import Settings
 from .errors import register_error_handlers
-from .routes import auth, health, users
+from .routes import auth, health, jwks, users
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -29,4 +29,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(jwks.router)
     return app

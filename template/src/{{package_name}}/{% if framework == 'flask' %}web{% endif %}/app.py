@@ -7,7 +7,7 @@ from flask import Flask
 from ..core.service import AuthService
 from ..settings import Settings
 from .errors import register_error_handlers
-from .routes import auth, health, users
+from .routes import auth, health, jwks, users
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -21,4 +21,5 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(jwks.bp)
     return app

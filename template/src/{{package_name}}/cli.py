@@ -1,0 +1,73 @@
+"""The command line: `<package> keys ...` manages the key ring in JWT_KEYS_DIR.
+
+A zero-downtime rotation across several instances (see README, "Rotating keys"):
+`keys stage`, restart every instance; `keys rotate`, restart every instance; after the grace
+period, `keys retire`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .core.errors import ConfigError
+from .core.keyring import KeyRing
+from .core.keys import generate_key_material
+from .settings import Settings, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Describe the commands and their options."""
+    parser = argparse.ArgumentParser(prog=__package__, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="group", required=True)
+    keys = commands.add_parser("keys", help="manage signing keys").add_subparsers(
+        dest="command", required=True
+    )
+    keys.add_parser("show", help="list the keys in JWT_KEYS_DIR and their roles")
+    keys.add_parser("stage", help="add the next key, trusted for verification but not signing")
+    rotate = keys.add_parser("rotate", help="make the staged (or a new) key the signing key")
+    rotate.add_argument(
+        "--grace-minutes",
+        type=int,
+        help="how long the old key stays trusted (default and minimum: the access-token lifetime)",
+    )
+    retire = keys.add_parser("retire", help="delete retiring keys whose grace period is over")
+    retire.add_argument("--all", action="store_true", help="retire every old key now")
+    keys.add_parser("generate", help="print new key material for JWT_SECRET / JWT_PRIVATE_KEY")
+    return parser
+
+
+def run_keys(command: str, options: argparse.Namespace, settings: Settings) -> str:
+    """Carry out one `keys` command; return what to print."""
+    if command == "generate":
+        return generate_key_material(settings.jwt_algorithm).strip()
+    ring = KeyRing(settings.jwt_keys_dir, settings.jwt_algorithm)
+    if command == "rotate" and not ring.exists:
+        ring.create()
+        return f"Created a key ring in {ring.directory}; current key {ring.describe()[0][0]}"
+    if command == "stage":
+        return f"Staged {ring.stage()}: restart every instance, then run `keys rotate`."
+    if command == "rotate":
+        minimum = settings.access_token_minutes
+        grace = minimum if options.grace_minutes is None else options.grace_minutes
+        if grace < minimum:
+            raise ConfigError(
+                f"--grace-minutes must be at least the access-token lifetime ({minimum})"
+            )
+        new, old = ring.rotate(grace * 60)
+        return f"Current key is now {new}; {old} stays trusted for {grace} minutes. Restart every instance."
+    if command == "retire":
+        retired = ring.retire(everything=options.all)
+        return f"Retired {', '.join(retired)}." if retired else "No key to retire."
+    return "\n".join(f"{kid}  {role}" for kid, role in ring.describe())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m <package>` and the `<package>` script."""
+    options = build_parser().parse_args(argv)
+    try:
+        print(run_keys(options.command, options, load_settings()))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,238 @@
+"""Where keys come from: the environment, or the key ring that `<package> keys ...` manages.
+
+The key ring is a directory (JWT_KEYS_DIR) of key files, one per `kid`, and a manifest naming
+the current key, an optional staged key (trusted, not yet signing) and retiring keys (trusted
+until their grace period ends). Files are created with mode 0600 in a 0700 directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..settings import Settings
+from .errors import ConfigError
+from .keys import KeySet, build_keyset, generate_key_material, is_hmac, load_key, split_key_list
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "keyring.json"
+
+
+@dataclass
+class Manifest:
+    """The key ring's state: which `kid` signs, which is staged, which are retiring (until when)."""
+
+    algorithm: str
+    current: str
+    staged: str | None = None
+    retiring: dict[str, float] = field(default_factory=dict)
+
+
+class KeyRing:
+    """The key files in one directory, and the operations of a zero-downtime rotation."""
+
+    def __init__(
+        self, directory: Path, algorithm: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.directory = directory
+        self.algorithm = algorithm
+        self._clock = clock
+
+    @property
+    def exists(self) -> bool:
+        """Whether the directory holds a key ring."""
+        return (self.directory / MANIFEST).is_file()
+
+    def load(self) -> KeySet:
+        """Parse every trusted key once: current, staged, and retiring keys still in grace."""
+        manifest = self._read()
+        now = self._clock()
+        current = self._load(manifest.current, verify_only=False)
+        others = [self._load(kid, verify_only=True) for kid in self._trusted_others(manifest, now)]
+        return build_keyset(self.algorithm, current, others)
+
+    def create(self) -> bool:
+        """Create the ring with one new key; False if another process created it first."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        kid = self._new_key_file()
+        manifest_path = self.directory / MANIFEST
+        staging = self.directory / f".{MANIFEST}.{secrets.token_hex(8)}"
+        _write_private(staging, json.dumps(asdict(Manifest(self.algorithm, kid)), indent=2))
+        try:
+            os.link(staging, manifest_path)  # atomic: exactly one creator wins
+        except FileExistsError:
+            (self.directory / f"{kid}.key").unlink()
+            return False
+        finally:
+            staging.unlink()
+        return True
+
+    def stage(self) -> str:
+        """Add the next key, trusted for verification but not yet signing; return its kid."""
+        manifest = self._read()
+        if manifest.staged is None:
+            manifest.staged = self._new_key_file()
+            self._write(manifest)
+        return manifest.staged
+
+    def rotate(self, grace_seconds: int) -> tuple[str, str]:
+        """Make the staged (or a new) key current; the old one is trusted for `grace_seconds`."""
+        manifest = self._read()
+        new = manifest.staged or self._new_key_file()
+        old = manifest.current
+        manifest.retiring[old] = self._clock() + grace_seconds
+        manifest.current, manifest.staged = new, None
+        self._write(manifest)
+        return new, old
+
+    def retire(self, *, everything: bool = False) -> list[str]:
+        """Delete retiring keys whose grace is over (all of them with `everything`)."""
+        manifest = self._read()
+        now = self._clock()
+        done = [kid for kid, until in manifest.retiring.items() if everything or until <= now]
+        for kid in done:
+            del manifest.retiring[kid]
+        self._write(manifest)
+        for kid in done:
+            (self.directory / f"{kid}.key").unlink(missing_ok=True)
+        return done
+
+    def describe(self) -> list[tuple[str, str]]:
+        """List (kid, role) for every key in the ring."""
+        manifest = self._read()
+        rows = [(manifest.current, "current: signs new tokens")]
+        if manifest.staged:
+            rows.append((manifest.staged, "staged: trusted, signs after the next rotate"))
+        for kid, until in sorted(manifest.retiring.items(), key=lambda item: item[1]):
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
+            state = "trusted until" if until > self._clock() else "expired at"
+            rows.append((kid, f"retiring: {state} {when}"))
+        return rows
+
+    def _trusted_others(self, manifest: Manifest, now: float) -> list[str]:
+        retiring = [kid for kid, until in manifest.retiring.items() if until > now]
+        return ([manifest.staged] if manifest.staged else []) + retiring
+
+    def _load(self, kid: str, *, verify_only: bool):
+        path = self.directory / f"{kid}.key"
+        try:
+            material = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"JWT_KEYS_DIR: cannot read key {path}: {exc.strerror}") from exc
+        try:
+            key = load_key(self.algorithm, material, verify_only=verify_only)
+        except ConfigError as exc:
+            raise ConfigError(f"JWT_KEYS_DIR: {path} {exc}") from exc
+        if key.kid != kid:
+            raise ConfigError(f"JWT_KEYS_DIR: {path} does not hold the key named {kid}")
+        return key
+
+    def _new_key_file(self) -> str:
+        material = generate_key_material(self.algorithm)
+        kid = load_key(self.algorithm, material).kid
+        _write_private(self.directory / f"{kid}.key", material)
+        return kid
+
+    def _read(self) -> Manifest:
+        path = self.directory / MANIFEST
+        try:
+            manifest = Manifest(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"JWT_KEYS_DIR: no key ring in {self.directory}; create one with `keys rotate`"
+            ) from None
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"JWT_KEYS_DIR: {path} is not a key ring manifest") from exc
+        if manifest.algorithm != self.algorithm:
+            raise ConfigError(
+                f"JWT_KEYS_DIR holds {manifest.algorithm} keys but JWT_ALGORITHM is "
+                f"{self.algorithm}; point JWT_KEYS_DIR at another directory or change the algorithm"
+            )
+        return manifest
+
+    def _write(self, manifest: Manifest) -> None:
+        path = self.directory / MANIFEST
+        staging = self.directory / f".{MANIFEST}.{secrets.token_hex(8)}"
+        _write_private(staging, json.dumps(asdict(manifest), indent=2))
+        staging.replace(path)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a new file that only its owner can read (0600), refusing to overwrite one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
+def load_keys(settings: Settings) -> KeySet:
+    """Load the keys once at start-up: from the environment if set, else from the key ring.
+
+    In development an empty key ring is created with a new key, so no manual step is needed;
+    anywhere else a missing key stops the start with a message naming the variable to set.
+    """
+    algorithm = settings.jwt_algorithm
+    variable, material = _signing_material(settings)
+    if material is not None:
+        current = _load_named(variable, algorithm, material, verify_only=False)
+        previous = (
+            settings.jwt_previous_keys.get_secret_value() if settings.jwt_previous_keys else ""
+        )
+        try:
+            items = split_key_list(algorithm, previous)
+        except ConfigError as exc:
+            raise ConfigError(f"JWT_PREVIOUS_KEYS {exc}") from exc
+        others = [
+            _load_named("JWT_PREVIOUS_KEYS", algorithm, item, verify_only=True) for item in items
+        ]
+        return build_keyset(algorithm, current, others)
+    ring = KeyRing(settings.jwt_keys_dir, algorithm)
+    if not ring.exists:
+        if settings.environment != "development":
+            needed = variable if is_hmac(algorithm) else "JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE"
+            raise ConfigError(
+                f"{needed} is required in {settings.environment} for {algorithm} "
+                f"(or a key ring in JWT_KEYS_DIR, made with `keys rotate`); "
+                f"`keys generate` prints new key material"
+            )
+        if ring.create():
+            log.warning("Created a new %s key ring in %s (git-ignored).", algorithm, ring.directory)
+    return ring.load()
+
+
+def _signing_material(settings: Settings) -> tuple[str, str | None]:
+    """Return the variable that holds the signing key and its value, checking for mix-ups."""
+    secret, pem, path = settings.jwt_secret, settings.jwt_private_key, settings.jwt_private_key_file
+    if is_hmac(settings.jwt_algorithm):
+        if pem or path:
+            raise ConfigError(
+                f"JWT_PRIVATE_KEY/JWT_PRIVATE_KEY_FILE are for key pairs, but JWT_ALGORITHM is "
+                f"{settings.jwt_algorithm}, which signs with JWT_SECRET; unset them"
+            )
+        return "JWT_SECRET", secret.get_secret_value() if secret else None
+    if secret:
+        raise ConfigError(
+            f"JWT_SECRET is for HMAC algorithms, but JWT_ALGORITHM is {settings.jwt_algorithm}; "
+            f"unset it and set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE"
+        )
+    if pem and path:
+        raise ConfigError("set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE, not both")
+    if path:
+        try:
+            return "JWT_PRIVATE_KEY_FILE", path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"JWT_PRIVATE_KEY_FILE: cannot read {path}: {exc.strerror}") from exc
+    return "JWT_PRIVATE_KEY", pem.get_secret_value() if pem else None
+
+
+def _load_named(variable: str, algorithm: str, material: str, *, verify_only: bool):
+    try:
+        return load_key(algorithm, material, verify_only=verify_only)
+    except ConfigError as exc:
+        raise ConfigError(f"{variable} {exc}") from exc

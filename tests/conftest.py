@@ -17,7 +17,15 @@ PYTHON = Path(sys.executable)
 BIN = PYTHON.parent
 
 FRAMEWORKS = ("fastapi", "flask")
-HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+ALGORITHMS = (
+    *("HS256", "HS384", "HS512"),
+    *("RS256", "RS384", "RS512"),
+    *("PS256", "PS384", "PS512"),
+    *("ES256", "ES384", "ES512"),
+    "EdDSA",
+)
+#: One algorithm per family, for the checks that start real servers.
+FAMILY_REPRESENTATIVES = ("HS256", "RS256", "PS256", "ES256", "EdDSA")
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ def render(copie_session):
     return get
 
 
-def variants() -> list[Any]:
-    """Every framework with every HMAC algorithm, as pytest params named by variant."""
-    combos = [{"framework": f, "jwt_algorithm": a} for f in FRAMEWORKS for a in HMAC_ALGORITHMS]
+def variants(algorithms: tuple[str, ...] = ALGORITHMS) -> list[Any]:
+    """Every framework with every algorithm given, as pytest params named by variant."""
+    combos = [{"framework": f, "jwt_algorithm": a} for f in FRAMEWORKS for a in algorithms]
     return [pytest.param(combo, id=variant_id(combo)) for combo in combos]

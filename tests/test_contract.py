@@ -6,25 +6,34 @@ One suite for both frameworks: a difference in paths, bodies, status codes or he
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import FRAMEWORKS, PYTHON, variant_id
+from conftest import FAMILY_REPRESENTATIVES, PYTHON, variants
+from joserfc import jwt as jose_jwt
+from joserfc.errors import BadSignatureError, SecurityWarning
+from joserfc.jwk import KeySet
 from liveserver import running_server
 
 PASSWORD = "correct horse battery"
 CHALLENGE = "Bearer"
 
 
-@pytest.fixture(
-    scope="module",
-    params=[{"framework": f, "jwt_algorithm": "HS256"} for f in FRAMEWORKS],
-    ids=variant_id,
-)
-def client(request, render, tmp_path_factory) -> Iterator[httpx.Client]:
+class LiveClient(httpx.Client):
+    """An HTTP client for one live server, knowing the algorithm that server signs with."""
+
+    def __init__(self, algorithm: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.algorithm = algorithm
+
+
+@pytest.fixture(scope="module", params=variants(FAMILY_REPRESENTATIVES))
+def client(request, render, tmp_path_factory) -> Iterator[LiveClient]:
     """A client for the variant's production server (uvicorn or gunicorn) on a loopback port."""
     project = render(**request.param)
+    state = tmp_path_factory.mktemp("server-state")
     with (
         running_server(
             project.path,
@@ -33,15 +42,16 @@ def client(request, render, tmp_path_factory) -> Iterator[httpx.Client]:
             PYTHON,
             env={
                 "PYTHONPATH": str(project.path / "src"),
-                "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'contract.db'}",
+                "DATABASE_URL": f"sqlite:///{state / 'contract.db'}",
+                "JWT_KEYS_DIR": str(state / "keys"),
             },
         ) as url,
-        httpx.Client(base_url=url, timeout=10) as client,
+        LiveClient(request.param["jwt_algorithm"], base_url=url, timeout=10) as client,
     ):
         yield client
 
 
-def new_user(client: httpx.Client) -> tuple[str, str]:
+def new_user(client: LiveClient) -> tuple[str, str]:
     """Register a fresh user; return its id and username."""
     username = f"user-{uuid.uuid4().hex[:12]}"
     response = client.post("/auth/register", json={"username": username, "password": PASSWORD})
@@ -49,7 +59,7 @@ def new_user(client: httpx.Client) -> tuple[str, str]:
     return response.json()["id"], username
 
 
-def login(client: httpx.Client, username: str) -> str:
+def login(client: LiveClient, username: str) -> str:
     response = client.post("/auth/login", data={"username": username, "password": PASSWORD})
     assert response.status_code == 200, response.text
     return response.json()["access_token"]
@@ -65,13 +75,13 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert body["detail"]
 
 
-def test_health(client: httpx.Client) -> None:
+def test_health(client: LiveClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_register(client: httpx.Client) -> None:
+def test_register(client: LiveClient) -> None:
     username = f"Contract-{uuid.uuid4().hex[:8]}"
     response = client.post("/auth/register", json={"username": username, "password": PASSWORD})
     assert response.status_code == 201
@@ -80,7 +90,7 @@ def test_register(client: httpx.Client) -> None:
     assert body["username"] == username
 
 
-def test_register_duplicate_ignoring_case(client: httpx.Client) -> None:
+def test_register_duplicate_ignoring_case(client: LiveClient) -> None:
     _, username = new_user(client)
     response = client.post(
         "/auth/register", json={"username": username.upper(), "password": PASSWORD}
@@ -98,18 +108,18 @@ def test_register_duplicate_ignoring_case(client: httpx.Client) -> None:
         [],
     ],
 )
-def test_register_validation(client: httpx.Client, body: object) -> None:
+def test_register_validation(client: LiveClient, body: object) -> None:
     assert_error(client.post("/auth/register", json=body), 422, "validation_error")
 
 
-def test_register_malformed_json(client: httpx.Client) -> None:
+def test_register_malformed_json(client: LiveClient) -> None:
     response = client.post(
         "/auth/register", content=b"{oops", headers={"Content-Type": "application/json"}
     )
     assert_error(response, 422, "validation_error")
 
 
-def test_login_form_and_json(client: httpx.Client) -> None:
+def test_login_form_and_json(client: LiveClient) -> None:
     _, username = new_user(client)
     form = client.post("/auth/login", data={"username": username, "password": PASSWORD})
     as_json = client.post("/auth/login", json={"username": username, "password": PASSWORD})
@@ -122,7 +132,7 @@ def test_login_form_and_json(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("wrong", ["password", "username"])
-def test_login_failure(client: httpx.Client, wrong: str) -> None:
+def test_login_failure(client: LiveClient, wrong: str) -> None:
     _, username = new_user(client)
     credentials = {"username": username, "password": PASSWORD, wrong: "wrong-" + wrong}
     response = client.post("/auth/login", data=credentials)
@@ -130,7 +140,7 @@ def test_login_failure(client: httpx.Client, wrong: str) -> None:
     assert response.headers["WWW-Authenticate"] == CHALLENGE
 
 
-def test_users_me(client: httpx.Client) -> None:
+def test_users_me(client: LiveClient) -> None:
     user_id, username = new_user(client)
     token = login(client, username)
     response = client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
@@ -138,21 +148,21 @@ def test_users_me(client: httpx.Client) -> None:
     assert response.json() == {"id": user_id, "username": username}
 
 
-def test_users_me_without_token(client: httpx.Client) -> None:
+def test_users_me_without_token(client: LiveClient) -> None:
     response = client.get("/users/me")
     assert_error(response, 401, "not_authenticated")
     assert response.headers["WWW-Authenticate"] == CHALLENGE
 
 
 @pytest.mark.parametrize("token", ["not-a-token", "a.b.c"])
-def test_users_me_with_refused_token(client: httpx.Client, token: str) -> None:
+def test_users_me_with_refused_token(client: LiveClient, token: str) -> None:
     response = client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
     assert_error(response, 401, "invalid_token")
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith('Bearer error="invalid_token", error_description="')
 
 
-def test_users_me_with_tampered_token(client: httpx.Client) -> None:
+def test_users_me_with_tampered_token(client: LiveClient) -> None:
     _, username = new_user(client)
     header, payload, signature = login(client, username).split(".")
     tampered = f"{header}.{payload}x.{signature}"
@@ -160,16 +170,46 @@ def test_users_me_with_tampered_token(client: httpx.Client) -> None:
     assert_error(response, 401, "invalid_token")
 
 
-def test_oversized_token_is_a_401_not_a_server_error(client: httpx.Client) -> None:
+def test_oversized_token_is_a_401_not_a_server_error(client: LiveClient) -> None:
     response = client.get("/users/me", headers={"Authorization": "Bearer " + "a" * 8200})
     assert_error(response, 401, "invalid_token")
 
 
-def test_jwks_is_a_json_404_for_hmac(client: httpx.Client) -> None:
-    assert_error(client.get("/.well-known/jwks.json"), 404, "not_found")
+def test_jwks(client: LiveClient) -> None:
+    response = client.get("/.well-known/jwks.json")
+    if client.algorithm.startswith("HS"):
+        assert_error(response, 404, "not_found")
+        return
+    assert response.status_code == 200
+    [jwk] = response.json()["keys"]
+    assert jwk["alg"] == client.algorithm
+    assert jwk["use"] == "sig"
+    assert not {"d", "p", "q", "dp", "dq", "qi", "k"} & set(jwk)
 
 
-def test_unknown_path_and_wrong_method(client: httpx.Client) -> None:
+def test_token_verifies_with_an_independent_jose_library_from_the_jwks_alone(
+    client: LiveClient,
+) -> None:
+    """Another service, using joserfc instead of PyJWT, trusts the token via the JWKS alone."""
+    _, username = new_user(client)
+    token = login(client, username)
+    response = client.get("/.well-known/jwks.json")
+    if client.algorithm.startswith("HS"):
+        assert response.status_code == 404
+        return
+    key_set = KeySet.import_key_set(response.json())
+    forged = token[:-6] + ("AAAAAA" if not token.endswith("AAAAAA") else "BBBBBB")
+    with warnings.catch_warnings():
+        # joserfc flags "EdDSA" as deprecated by RFC 9864 (fully-specified "Ed25519" replaces it).
+        warnings.simplefilter("ignore", SecurityWarning)
+        verified = jose_jwt.decode(token, key_set, algorithms=[client.algorithm])
+        with pytest.raises(BadSignatureError):
+            jose_jwt.decode(forged, key_set, algorithms=[client.algorithm])
+    assert verified.header["kid"] == response.json()["keys"][0]["kid"]
+    assert verified.claims["token_type"] == "access"
+
+
+def test_unknown_path_and_wrong_method(client: LiveClient) -> None:
     assert_error(client.get("/nope"), 404, "not_found")
     response = client.get("/auth/login")
     assert_error(response, 405, "method_not_allowed")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import shutil
+import stat
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, FRAMEWORKS, PYTHON, ROOT, variants
+from conftest import BIN, FRAMEWORKS, PYTHON, ROOT, Project, variants
 
 # A Jinja expression or statement; Python's `}}` (nested dicts) is not one.
 JINJA = re.compile(r"\{\{\s*[\w'\"(]|\{%|%\}")
@@ -50,7 +53,7 @@ def test_rendered_suite_passes(render, answers: dict[str, Any]) -> None:
     assert "failed" not in summary, summary
 
 
-@pytest.mark.parametrize("algorithm", ["HS256", "HS512"])
+@pytest.mark.parametrize("algorithm", ["HS256", "EdDSA"])
 def test_core_is_identical_in_both_frameworks(render, algorithm: str) -> None:
     fastapi, flask = (render(framework=f, jwt_algorithm=algorithm) for f in FRAMEWORKS)
     fastapi_core = fastapi.path / "src" / fastapi.package / "core"
@@ -75,7 +78,7 @@ def test_only_the_chosen_framework_is_rendered(render, framework: str) -> None:
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_secrets_stay_out_of_git_and_the_answers_file(render, framework: str) -> None:
+def test_hmac_secret_stays_out_of_git_and_the_answers_file(render, framework: str) -> None:
     project = render(framework=framework, jwt_algorithm="HS512")
     env = dict(
         line.split("=", 1)
@@ -84,31 +87,52 @@ def test_secrets_stay_out_of_git_and_the_answers_file(render, framework: str) ->
     )
     secret = env["JWT_SECRET"]
     assert len(secret.encode()) >= 64
-    assert secret not in (project.path / ".copier-answers.yml").read_text()
-    assert "secret" not in (project.path / ".copier-answers.yml").read_text().lower()
+    answers = (project.path / ".copier-answers.yml").read_text()
+    assert secret not in answers
+    assert "secret" not in answers.lower()
     for path in project.path.rglob("*"):
         if path.is_file() and path.name != ".env":
-            assert secret not in path.read_text(), path
-    (project.path / "app.db").write_text("")
-    (project.path / "signing.pem").write_text("")
+            assert secret not in path.read_text(errors="replace"), path
+    assert tracked_by_git(project.path, ["app.db", "signing.pem"]) == [".env.example"]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_development_key_pair_is_private_and_git_ignored(render, tmp_path, framework: str) -> None:
+    project = render(framework=framework, jwt_algorithm="ES256")
+    copy = shutil.copytree(project.path, tmp_path / "project")
+    shutil.rmtree(copy / "keys", ignore_errors=True)
+    assert "JWT_PRIVATE_KEY" not in (copy / ".env").read_text()
+    shown = Project(copy, project.answers).run(PYTHON, "-m", project.package, "keys", "rotate")
+    assert shown.returncode == 0, shown.stderr
+    key_files = list((copy / "keys").iterdir())
+    assert len(key_files) == 2
+    for path in key_files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert tracked_by_git(copy, []) == [".env.example"]
+
+
+def tracked_by_git(project: Path, extra_files: list[str]) -> list[str]:
+    """Create `extra_files`, `git add -A` in a throwaway clone of the tree, list what git tracks
+    among the secret-bearing files (.env*, keys, databases), then remove what was created."""
+    work = Path(tempfile.mkdtemp())
+    shutil.copytree(project, work / "p", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in extra_files:
+        (work / "p" / name).write_text("")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q"], cwd=project.path, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=project.path, check=True)
-    tracked = subprocess.run(
-        ["git", "ls-files"], cwd=project.path, capture_output=True, text=True, check=True
+    subprocess.run([*git, "init", "-q"], cwd=work / "p", check=True)
+    subprocess.run([*git, "add", "-A"], cwd=work / "p", check=True)
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=work / "p", capture_output=True, text=True, check=True
     ).stdout.split()
-    assert ".env.example" in tracked
-    assert ".env" not in tracked
-    assert "app.db" not in tracked
-    assert "signing.pem" not in tracked
-    for path in ("app.db", "signing.pem", ".git"):
-        subprocess.run(["rm", "-rf", path], cwd=project.path, check=True)
+    shutil.rmtree(work)
+    secretive = (".env", "keys/", ".db", ".pem", ".key")
+    return sorted(name for name in listed if any(part in name for part in secretive))
 
 
 def test_every_project_gets_its_own_development_secret(copie) -> None:
     secrets = set()
     for _ in range(2):
-        result = copie.copy()
+        result = copie.copy(extra_answers={"jwt_algorithm": "HS256"})
         assert result.exit_code == 0, result.exception
         secrets.add((result.project_dir / ".env").read_text())
     assert len(secrets) == 2

@@ -1,4 +1,4 @@
-"""The real servers refuse to start in production without a proper secret, and say why."""
+"""The real servers refuse to start in production without proper keys, and say which variable to fix."""
 
 from __future__ import annotations
 
@@ -8,35 +8,60 @@ import pytest
 from conftest import FRAMEWORKS, PYTHON
 from liveserver import run_to_exit
 
+HMAC_CASES = [
+    ({"JWT_SECRET": "s3cr3t-13-byt"}, "JWT_SECRET must be at least 32 bytes for HS256"),
+    ({"JWT_SECRET": "change-me" * 8}, "JWT_SECRET is a placeholder"),
+    ({"ACCESS_TOKEN_MINUTES": "0"}, "ACCESS_TOKEN_MINUTES: Input should be greater"),
+    ({"ARGON2_MEMORY_KIB": "1024"}, "ARGON2_MEMORY_KIB must be at least 19456 in production"),
+]
+KEY_PAIR_CASES = [
+    ({"JWT_PRIVATE_KEY": "not a pem"}, "JWT_PRIVATE_KEY is not a PEM private key"),
+    ({"JWT_PRIVATE_KEY_FILE": "/nonexistent/key.pem"}, "JWT_PRIVATE_KEY_FILE: cannot read"),
+    ({"JWT_SECRET": "x" * 64}, "JWT_SECRET is for HMAC algorithms, but JWT_ALGORITHM is ES256"),
+]
+MISSING = {
+    "HS256": "JWT_SECRET is required in production for HS256",
+    "ES256": "JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is required in production for ES256",
+}
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-@pytest.mark.parametrize(
-    ("env", "message"),
-    [
-        ({"JWT_SECRET": "s3cr3t-13-byt"}, "JWT_SECRET must be at least 32 bytes"),
-        ({"JWT_SECRET": "change-me" * 8}, "JWT_SECRET is a placeholder"),
-        ({"ACCESS_TOKEN_MINUTES": "0"}, "ACCESS_TOKEN_MINUTES: Input should be greater"),
-    ],
-    ids=["short-secret", "placeholder-secret", "bad-lifetime"],
-)
-def test_production_refuses_a_bad_setting(
-    render, framework: str, env: dict[str, str], message: str
-) -> None:
-    project = render(framework=framework, jwt_algorithm="HS256")
-    env = {"ENVIRONMENT": "production", "PYTHONPATH": str(project.path / "src"), **env}
-    returncode, output = run_to_exit(project.path, framework, project.package, PYTHON, env)
-    assert returncode != 0
+
+def assert_refused(project, framework: str, env: dict[str, str], message: str) -> None:
+    env = {"ENVIRONMENT": "production", "PYTHONPATH": str(project / "src"), **env}
+    package = next(project.glob("src/*/__init__.py")).parent.name
+    returncode, output = run_to_exit(project, framework, package, PYTHON, env)
+    assert returncode != 0, output
     assert message in output
     assert "Traceback" not in output
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_production_refuses_a_missing_secret(render, tmp_path, framework: str) -> None:
-    project = render(framework=framework, jwt_algorithm="HS256")
+@pytest.mark.parametrize(
+    ("algorithm", "env", "message"),
+    [("HS256", env, message) for env, message in HMAC_CASES]
+    + [("ES256", env, message) for env, message in KEY_PAIR_CASES],
+    ids=[
+        "HS256-short-secret",
+        "HS256-placeholder",
+        "HS256-bad-lifetime",
+        "HS256-weak-argon2",
+        "ES256-not-pem",
+        "ES256-unreadable-file",
+        "ES256-secret-for-key-pair",
+    ],
+)
+def test_production_refuses_a_bad_setting(
+    render, framework: str, algorithm: str, env: dict[str, str], message: str
+) -> None:
+    project = render(framework=framework, jwt_algorithm=algorithm)
+    assert_refused(project.path, framework, env, message)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("algorithm", sorted(MISSING))
+def test_production_refuses_a_missing_key(render, tmp_path, framework: str, algorithm: str) -> None:
+    project = render(framework=framework, jwt_algorithm=algorithm)
     copy = shutil.copytree(project.path, tmp_path / "project")
     (copy / ".env").unlink()
-    env = {"ENVIRONMENT": "production", "PYTHONPATH": str(copy / "src")}
-    returncode, output = run_to_exit(copy, framework, project.package, PYTHON, env)
-    assert returncode != 0
-    assert "JWT_SECRET is required in production" in output
-    assert "Traceback" not in output
+    shutil.rmtree(copy / "keys", ignore_errors=True)
+    assert_refused(copy, framework, {}, MISSING[algorithm])
+    assert not (copy / "keys").exists()

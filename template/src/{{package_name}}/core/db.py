@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,7 +10,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, String, Uuid, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+CREATE_ATTEMPTS = 5
 
 
 class Base(DeclarativeBase):
@@ -49,8 +53,19 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_tables(self) -> None:
-        """Create any missing table (a migration tool will replace this)."""
-        Base.metadata.create_all(self.engine)
+        """Create any missing table; safe when several workers start at the same moment.
+
+        Two processes can both see a table missing and both create it; the loser's error is
+        retried, and the retry finds the table. (A migration tool will replace this.)
+        """
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except DBAPIError:
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +152,30 @@ def test_copier_cli_renders_without_trust(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "project" / "src" / "jwt_auth_service" / "asgi.py").is_file()
     assert (tmp_path / "project" / ".env").is_file()
+
+
+#: Import names that differ from the distribution that provides them.
+DISTRIBUTION_OF = {"jwt": "pyjwt", "pydantic_settings": "pydantic-settings"}
+#: Declared but never imported, on purpose: the production servers run the app.
+SERVERS = {"uvicorn", "gunicorn"}
+
+
+@pytest.mark.parametrize("answers", variants())
+def test_dependencies_are_exactly_what_src_imports(render, answers: dict[str, Any]) -> None:
+    project = render(**answers)
+    pyproject = tomllib.loads((project.path / "pyproject.toml").read_text())
+    declared = {
+        re.split(r"[\[<>=!~ ]", requirement, maxsplit=1)[0].lower()
+        for requirement in pyproject["project"]["dependencies"]
+    }
+    imported = set()
+    for path in (project.path / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {project.package, "__future__"}
+    needed = {DISTRIBUTION_OF.get(name, name) for name in third_party}
+    assert needed <= declared, f"imported but not declared: {sorted(needed - declared)}"
+    assert declared - SERVERS <= needed, f"declared, never imported: {sorted(declared - needed)}"

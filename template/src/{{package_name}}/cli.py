@@ -1,4 +1,5 @@
-"""The command line: `<package> keys ...` manages the key ring in JWT_KEYS_DIR.
+"""The command line: `<package> keys ...` manages the key ring in JWT_KEYS_DIR;
+`<package> db cleanup` deletes revocation records whose tokens have all expired.
 
 A zero-downtime rotation across several instances (see README, "Rotating keys"):
 `keys stage`, restart every instance; `keys rotate`, restart every instance; after the grace
@@ -13,6 +14,7 @@ import sys
 from .core.errors import ConfigError
 from .core.keyring import KeyRing
 from .core.keys import generate_key_material
+from .core.service import AuthService
 from .settings import Settings, load_settings
 
 
@@ -29,11 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument(
         "--grace-minutes",
         type=int,
-        help="how long the old key stays trusted (default and minimum: the access-token lifetime)",
+        help="how long the old key stays trusted (default: until every token it signed has "
+        "expired; minimum: the access-token lifetime)",
     )
     retire = keys.add_parser("retire", help="delete retiring keys whose grace period is over")
     retire.add_argument("--all", action="store_true", help="retire every old key now")
     keys.add_parser("generate", help="print new key material for JWT_SECRET / JWT_PRIVATE_KEY")
+    database = commands.add_parser("db", help="maintain the database").add_subparsers(
+        dest="command", required=True
+    )
+    database.add_parser("cleanup", help="delete expired revocations and refresh-token records")
     return parser
 
 
@@ -49,7 +56,10 @@ def run_keys(command: str, options: argparse.Namespace, settings: Settings) -> s
         return f"Staged {ring.stage()}: restart every instance, then run `keys rotate`."
     if command == "rotate":
         minimum = settings.access_token_minutes
-        grace = minimum if options.grace_minutes is None else options.grace_minutes
+        default = minimum + (
+            0 if settings.refresh_strategy == "none" else settings.refresh_token_days * 1440
+        )
+        grace = default if options.grace_minutes is None else options.grace_minutes
         if grace < minimum:
             raise ConfigError(
                 f"--grace-minutes must be at least the access-token lifetime ({minimum})"
@@ -62,11 +72,25 @@ def run_keys(command: str, options: argparse.Namespace, settings: Settings) -> s
     return "\n".join(f"{kid}  {role}" for kid, role in ring.describe())
 
 
+def run_db(command: str, settings: Settings) -> str:
+    """Carry out one `db` command; return what to print."""
+    service = AuthService.from_settings(settings)
+    try:
+        removed = service.sessions.cleanup()
+    finally:
+        service.database.dispose()
+    return f"Deleted {removed} expired records."
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m <package>` and the `<package>` script."""
     options = build_parser().parse_args(argv)
     try:
-        print(run_keys(options.command, options, load_settings()))
+        settings = load_settings()
+        if options.group == "db":
+            print(run_db(options.command, settings))
+        else:
+            print(run_keys(options.command, options, settings))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

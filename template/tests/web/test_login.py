@@ -7,13 +7,17 @@ from .api import PASSWORD, Api
 WRONG_CREDENTIALS = {"detail": "Incorrect username or password.", "code": "invalid_credentials"}
 
 
-def test_login_with_the_oauth2_form(api: Api) -> None:
+def test_login_with_the_oauth2_form(api: Api, settings) -> None:
     api.register("alice")
     reply = api.post(
         "/auth/login", data={"grant_type": "password", "username": "alice", "password": PASSWORD}
     )
     assert reply.status == 200
-    assert set(reply.body) == {"access_token", "token_type", "expires_in"}
+    refresh_fields = {"refresh_token", "refresh_expires_in"}
+    expected = {"access_token", "token_type", "expires_in"}
+    assert set(reply.body) == (
+        expected if settings.refresh_strategy == "none" else expected | refresh_fields
+    )
     assert reply.body["token_type"] == "bearer"
     assert reply.body["expires_in"] == 15 * 60
     assert isinstance(reply.body["access_token"], str)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, String, Uuid, create_engine, event
+from sqlalchemy import BigInteger, DateTime, String, Uuid, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -32,6 +32,27 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=lambda: datetime.now(UTC)
     )
+
+
+class Revocation(Base):
+    """A revoked token `jti` or login session `sid`, kept until its tokens would have expired."""
+
+    __tablename__ = "revocations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class RefreshToken(Base):
+    """One refresh token of a rotating session, by `jti`; the token itself is never stored."""
+
+    __tablename__ = "refresh_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    used_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -96,6 +96,19 @@ class ExpiredToken(InvalidToken):
     detail = "The token has expired."
 
 
+class RevokedToken(InvalidToken):
+    """Raised when a token, or the login session it belongs to, was revoked (logout, reuse)."""
+
+    detail = "The token has been revoked."
+
+
+class RefreshTokenReused(InvalidToken):
+    """Raised when a rotated refresh token comes back: it leaked, so its session is revoked."""
+
+    code = "refresh_token_reused"
+    detail = "This refresh token was already used, so every token of its login was revoked. Log in again."
+
+
 class UnknownUser(InvalidToken):
     """Raised when a validly signed token names a user that no longer exists."""
 

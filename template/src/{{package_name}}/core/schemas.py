@@ -42,11 +42,25 @@ class UserOut(BaseModel):
 
 
 class TokenResponse(BaseModel):
-    """Body of a successful login."""
+    """Body of a successful login or refresh; the refresh fields only with a refresh strategy."""
 
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int
+    refresh_token: str | None = None
+    refresh_expires_in: int | None = None
+
+
+class RefreshRequest(BaseModel):
+    """Body of `POST /auth/refresh`."""
+
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+
+
+class LogoutRequest(BaseModel):
+    """Optional body of `POST /auth/logout`."""
+
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=16384)] | None = None
 
 
 def describe_errors(errors: list[dict[str, Any]]) -> str:

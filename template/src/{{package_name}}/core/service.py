@@ -7,12 +7,13 @@ from typing import Any
 
 from ..settings import Settings
 from .db import Database
-from .errors import NotFound
+from .errors import NotFound, RevokedToken
 from .keyring import load_keys
 from .keys import KeySet, is_hmac
 from .passwords import Argon2Parameters, PasswordHasher
-from .schemas import LoginForm, Registration, TokenResponse, UserOut
-from .tokens import TokenPolicy, TokenService
+from .refresh import Sessions, Strategy, Tokens
+from .schemas import LoginForm, LogoutRequest, Registration, TokenResponse, UserOut
+from .tokens import TokenPolicy, TokenService, bearer_token
 from .users import UserService
 
 
@@ -24,6 +25,7 @@ class AuthService:
     keys: KeySet
     users: UserService
     tokens: TokenService
+    sessions: Sessions
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthService:
@@ -33,6 +35,7 @@ class AuthService:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             access_lifetime_seconds=settings.access_token_minutes * 60,
+            refresh_lifetime_seconds=settings.refresh_token_days * 86400,
         )
         database = Database(settings.database_url)
         database.create_tables()
@@ -43,7 +46,14 @@ class AuthService:
                 parallelism=settings.argon2_parallelism,
             )
         )
-        return cls(database, keys, UserService(database, hasher), TokenService(keys, policy))
+        tokens = TokenService(keys, policy)
+        sessions = Sessions(Strategy(settings.refresh_strategy), database, tokens)
+        return cls(database, keys, UserService(database, hasher), tokens, sessions)
+
+    @property
+    def refresh_enabled(self) -> bool:
+        """Whether `/auth/refresh` exists."""
+        return self.sessions.strategy is not Strategy.NONE
 
     def register(self, registration: Registration) -> UserOut:
         """Create a user from a validated registration."""
@@ -51,19 +61,41 @@ class AuthService:
         return UserOut(id=str(user.id), username=user.username)
 
     def login(self, form: LoginForm) -> TokenResponse:
-        """Check the credentials and issue an access token."""
+        """Check the credentials and start a session."""
         user = self.users.authenticate(form.username, form.password)
-        access = self.tokens.issue_access(str(user.id))
-        return TokenResponse(access_token=access.token, expires_in=access.expires_in)
+        return _token_response(self.sessions.start(user.id))
+
+    def refresh(self, refresh_token: str) -> TokenResponse:
+        """Exchange a refresh token for new tokens."""
+        return _token_response(self.sessions.refresh(refresh_token))
+
+    def logout(self, authorization: str | None, body: LogoutRequest) -> None:
+        """End the session of the bearer token (and of the refresh token, if sent)."""
+        claims = self._verified_access(bearer_token(authorization))
+        self.sessions.end(claims, body.refresh_token)
 
     def current_user(self, token: str) -> UserOut:
         """Return the user an access token belongs to; any failure is an `InvalidToken`."""
-        claims = self.tokens.verify_access(token)
+        claims = self._verified_access(token)
         user = self.users.by_subject(claims["sub"])
         return UserOut(id=str(user.id), username=user.username)
+
+    def _verified_access(self, token: str) -> dict[str, Any]:
+        claims = self.tokens.verify_access(token)
+        if self.sessions.is_revoked(claims["jti"], claims.get("sid")):
+            raise RevokedToken()
+        return claims
 
     def jwks(self) -> dict[str, Any]:
         """The JWK Set of the public keys; HMAC services have none and answer 404."""
         if is_hmac(self.keys.algorithm):
             raise NotFound("This service signs with a shared secret (HMAC): it has no public keys.")
         return self.keys.jwks()
+
+
+def _token_response(tokens: Tokens) -> TokenResponse:
+    response = TokenResponse(access_token=tokens.access.token, expires_in=tokens.access.expires_in)
+    if tokens.refresh is not None:
+        response.refresh_token = tokens.refresh.token
+        response.refresh_expires_in = tokens.refresh.expires_in
+    return response

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -28,6 +28,7 @@ class TokenType(StrEnum):
     """The kinds of token the service issues; the value is the `token_type` claim."""
 
     ACCESS = "access"
+    REFRESH = "refresh"
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,26 @@ class IssuedToken:
     token: str
     jti: str
     expires_in: int
+    expires_at: int
 
 
 @dataclass(frozen=True)
 class TokenPolicy:
-    """What every token of this service must say: who issued it, for whom, for how long."""
+    """What every token of this service must say: who issued it, for whom, for how long.
+
+    Access tokens are for the API's audience; refresh tokens only ever come back to this
+    service, so their audience is the issuer itself: neither is accepted as the other.
+    """
 
     issuer: str
     audience: str
     access_lifetime_seconds: int
+    refresh_lifetime_seconds: int = 0
     leeway_seconds: int = 0
+
+    def audience_of(self, token_type: TokenType) -> str:
+        """The `aud` a token of this type carries."""
+        return self.issuer if token_type is TokenType.REFRESH else self.audience
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -67,39 +78,71 @@ class TokenService:
         self._policy = policy
         self._clock = clock
         self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
-        self._lifetimes = {TokenType.ACCESS: policy.access_lifetime_seconds}
+        self._lifetimes = {
+            TokenType.ACCESS: policy.access_lifetime_seconds,
+            TokenType.REFRESH: policy.refresh_lifetime_seconds,
+        }
 
-    def issue_access(self, subject: str) -> IssuedToken:
-        """Sign an access token for the user whose id is `subject`."""
-        return self._issue(TokenType.ACCESS, subject)
+    def issue_access(self, subject: str, session_id: str | None = None) -> IssuedToken:
+        """Sign an access token for the user whose id is `subject`, in login session `session_id`."""
+        return self._issue(TokenType.ACCESS, subject, session_id)
+
+    def issue_refresh(
+        self, subject: str, session_id: str, not_after: int | None = None, jti: str | None = None
+    ) -> IssuedToken:
+        """Sign a refresh token; it never outlives `not_after` (the session's absolute end)."""
+        return self._issue(TokenType.REFRESH, subject, session_id, not_after, jti)
 
     def verify_access(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise an `InvalidToken`."""
         return self._verify(TokenType.ACCESS, token)
 
+    def verify_refresh(self, token: str) -> dict[str, Any]:
+        """Return the claims of a valid refresh token, or raise an `InvalidToken`."""
+        claims = self._verify(TokenType.REFRESH, token)
+        if not isinstance(claims.get("sid"), str):
+            raise InvalidToken()
+        return claims
+
+    def now(self) -> int:
+        """The current time in whole seconds, by this service's clock."""
+        return int(self._clock())
+
+    def session_horizon(self) -> int:
+        """A time by which every token of a session started now or earlier has expired."""
+        return self.now() + sum(self._lifetimes.values())
+
     def _issue(
-        self, token_type: TokenType, subject: str, extra: Mapping[str, Any] | None = None
+        self,
+        token_type: TokenType,
+        subject: str,
+        session_id: str | None,
+        not_after: int | None = None,
+        jti: str | None = None,
     ) -> IssuedToken:
         now = int(self._clock())
-        lifetime = self._lifetimes[token_type]
-        jti = uuid.uuid4().hex
+        expires = now + self._lifetimes[token_type]
+        if not_after is not None:
+            expires = min(expires, not_after)
+        jti = jti or uuid.uuid4().hex
         claims = {
-            **(extra or {}),
             "iss": self._policy.issuer,
-            "aud": self._policy.audience,
+            "aud": self._policy.audience_of(token_type),
             "sub": subject,
             "iat": now,
-            "exp": now + lifetime,
+            "exp": expires,
             "jti": jti,
             "token_type": token_type.value,
         }
+        if session_id is not None:
+            claims["sid"] = session_id
         token = self._jwt.encode(
             claims,
             self._keys.signing_key,
             algorithm=self._keys.algorithm,
             headers={"kid": self._keys.kid},
         )
-        return IssuedToken(token=token, jti=jti, expires_in=lifetime)
+        return IssuedToken(token=token, jti=jti, expires_in=expires - now, expires_at=expires)
 
     def _verify(self, token_type: TokenType, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_LENGTH:
@@ -113,7 +156,7 @@ class TokenService:
                 token,
                 key,
                 algorithms=[self._keys.algorithm],
-                audience=self._policy.audience,
+                audience=self._policy.audience_of(token_type),
                 issuer=self._policy.issuer,
                 leeway=self._policy.leeway_seconds,
                 options={"require": list(REQUIRED_CLAIMS), "strict_aud": True},

@@ -28,6 +28,8 @@ def create_app(settings: Settings) -> FastAPI:
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    if service.refresh_enabled:
+        app.include_router(auth.refresh_router)
     app.include_router(users.router)
     app.include_router(jwks.router)
     return app

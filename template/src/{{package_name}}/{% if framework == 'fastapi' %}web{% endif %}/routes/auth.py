@@ -1,21 +1,26 @@
-"""Registration and login."""
+"""Registration, login, refresh and logout."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 
 from ...core.schemas import (
     LoginForm,
+    LogoutRequest,
+    RefreshRequest,
     Registration,
     TokenResponse,
     UserOut,
+    parse_json,
     parse_login_body,
     validate,
 )
-from ..deps import AuthDep
+from ..deps import AuthDep, oauth2_scheme
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+# Mounted only when a refresh strategy is on; otherwise /auth/refresh is a 404.
+refresh_router = APIRouter(prefix="/auth", tags=["auth"])
 
 _CREDENTIALS_SCHEMA = {
     "type": "object",
@@ -40,8 +45,23 @@ def register(body: Registration, auth: AuthDep) -> UserOut:
     return auth.register(body)
 
 
-@router.post("/login", openapi_extra=_LOGIN_BODY)
+@router.post("/login", openapi_extra=_LOGIN_BODY, response_model_exclude_none=True)
 async def login(request: Request, auth: AuthDep) -> TokenResponse:
-    """Exchange a username and password for an access token."""
+    """Exchange a username and password for tokens."""
     data = parse_login_body(request.headers.get("content-type"), await request.body())
     return await run_in_threadpool(auth.login, validate(LoginForm, data))
+
+
+@refresh_router.post("/refresh", response_model_exclude_none=True)
+def refresh(body: RefreshRequest, auth: AuthDep) -> TokenResponse:
+    """Exchange a refresh token for new tokens."""
+    return auth.refresh(body.refresh_token)
+
+
+@router.post("/logout", status_code=204, dependencies=[Security(oauth2_scheme)])
+async def logout(request: Request, auth: AuthDep) -> Response:
+    """Revoke the bearer token, and the session of the refresh token in the body if any."""
+    raw = await request.body()
+    body = validate(LogoutRequest, parse_json(raw)) if raw.strip() else LogoutRequest()
+    await run_in_threadpool(auth.logout, request.headers.get("Authorization"), body)
+    return Response(status_code=204)

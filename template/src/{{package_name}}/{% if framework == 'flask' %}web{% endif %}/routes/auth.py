@@ -1,4 +1,4 @@
-"""Registration and login."""
+"""Registration, login, refresh and logout."""
 
 from __future__ import annotations
 
@@ -6,10 +6,20 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from ...core.schemas import LoginForm, Registration, parse_json, parse_login_body, validate
+from ...core.schemas import (
+    LoginForm,
+    LogoutRequest,
+    RefreshRequest,
+    Registration,
+    parse_json,
+    parse_login_body,
+    validate,
+)
 from ..deps import auth_service
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
+# Registered only when a refresh strategy is on; otherwise /auth/refresh is a 404.
+refresh_bp = Blueprint("refresh", __name__, url_prefix="/auth")
 
 
 @bp.post("/register")
@@ -21,6 +31,22 @@ def register() -> tuple[dict[str, Any], int]:
 
 @bp.post("/login")
 def login() -> dict[str, Any]:
-    """Exchange a username and password (OAuth2 form or JSON) for an access token."""
+    """Exchange a username and password (OAuth2 form or JSON) for tokens."""
     data = parse_login_body(request.content_type, request.get_data())
-    return auth_service().login(validate(LoginForm, data)).model_dump()
+    return auth_service().login(validate(LoginForm, data)).model_dump(exclude_none=True)
+
+
+@refresh_bp.post("/refresh")
+def refresh() -> dict[str, Any]:
+    """Exchange a refresh token for new tokens."""
+    body = validate(RefreshRequest, parse_json(request.get_data()))
+    return auth_service().refresh(body.refresh_token).model_dump(exclude_none=True)
+
+
+@bp.post("/logout")
+def logout() -> tuple[str, int]:
+    """Revoke the bearer token, and the session of the refresh token in the body if any."""
+    raw = request.get_data()
+    body = validate(LogoutRequest, parse_json(raw)) if raw.strip() else LogoutRequest()
+    auth_service().logout(request.headers.get("Authorization"), body)
+    return "", 204

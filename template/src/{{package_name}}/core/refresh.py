@@ -1,0 +1,146 @@
+"""Login sessions: refresh tokens by the chosen strategy, logout, and revocation checks.
+
+- `none`: login returns an access token only; logout revokes that token.
+- `stateless`: the refresh token is a signed JWT of its own type and audience; refreshing
+  writes nothing; logout records its `jti` (and session) as revoked until it would expire.
+- `rotating`: every refresh returns a new pair and invalidates the token presented. A token
+  used twice means it leaked: the whole session (every token since that login) is revoked.
+  The store keeps only `jti`s, never a usable token, and a session ends at a fixed time after
+  its login however often it is refreshed.
+
+Revocations live in the database, so logout holds across every process and instance; checking
+them is one primary-key read per request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .db import Database, RefreshToken, Revocation
+from .errors import InvalidToken, RefreshTokenReused, RevokedToken
+from .tokens import IssuedToken, TokenService
+
+
+class Strategy(StrEnum):
+    """How refresh tokens work; see the module docstring."""
+
+    NONE = "none"
+    STATELESS = "stateless"
+    ROTATING = "rotating"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """What a login or a refresh hands out."""
+
+    access: IssuedToken
+    refresh: IssuedToken | None = None
+
+
+class Sessions:
+    """Issues, refreshes and ends login sessions for one strategy."""
+
+    def __init__(self, strategy: Strategy, database: Database, tokens: TokenService) -> None:
+        self.strategy = strategy
+        self._database = database
+        self._tokens = tokens
+
+    def start(self, user_id: uuid.UUID) -> Tokens:
+        """Begin a session at login."""
+        subject = str(user_id)
+        if self.strategy is Strategy.NONE:
+            return Tokens(self._tokens.issue_access(subject))
+        session_id = uuid.uuid4().hex
+        refresh = self._tokens.issue_refresh(subject, session_id)
+        if self.strategy is Strategy.ROTATING:
+            with self._database.session() as db:
+                db.add(self._row(refresh, session_id, user_id))
+        return Tokens(self._tokens.issue_access(subject, session_id), refresh)
+
+    def refresh(self, token: str) -> Tokens:
+        """Exchange a refresh token for new tokens, or raise an `InvalidToken`."""
+        claims = self._tokens.verify_refresh(token)
+        if self.is_revoked(claims["jti"], claims["sid"]):
+            raise RevokedToken()
+        subject, session_id = claims["sub"], claims["sid"]
+        if self.strategy is Strategy.STATELESS:
+            remaining = claims["exp"] - self._tokens.now()
+            refresh = IssuedToken(token, claims["jti"], remaining, claims["exp"])
+            return Tokens(self._tokens.issue_access(subject, session_id), refresh)
+        return self._rotate(claims)
+
+    def end(self, access_claims: dict[str, Any], refresh_token: str | None) -> None:
+        """Log out: revoke the access token, and the session of the refresh token if given."""
+        revoke = {access_claims["jti"]: access_claims["exp"]}
+        if access_claims.get("sid"):
+            revoke[access_claims["sid"]] = self._tokens.session_horizon()
+        if refresh_token is not None:
+            claims = self._tokens.verify_refresh(refresh_token)
+            if claims["sub"] != access_claims["sub"]:
+                raise InvalidToken("The refresh token belongs to another user.")
+            revoke[claims["jti"]] = claims["exp"]
+            revoke[claims["sid"]] = max(claims["exp"], revoke.get(claims["sid"], 0))
+        with self._database.session() as db:
+            for key, expires_at in revoke.items():
+                self._revoke(db, key, expires_at)
+
+    def is_revoked(self, *keys: str | None) -> bool:
+        """Whether any of these `jti`s or session ids is revoked: one indexed read."""
+        wanted = [key for key in keys if key]
+        with self._database.session() as db:
+            found = db.scalar(select(Revocation.id).where(Revocation.id.in_(wanted)).limit(1))
+        return found is not None
+
+    def cleanup(self) -> int:
+        """Delete revocations and refresh-token records whose tokens have all expired."""
+        now = self._tokens.now()
+        with self._database.session() as db:
+            gone = db.execute(delete(Revocation).where(Revocation.expires_at < now)).rowcount
+            gone += db.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount
+        return gone
+
+    def _rotate(self, claims: dict[str, Any]) -> Tokens:
+        now = self._tokens.now()
+        with self._database.session() as db:
+            # The conditional UPDATE is the atomic step: of any number of concurrent requests
+            # (threads, processes or instances) presenting one token, exactly one matches.
+            used = db.execute(
+                update(RefreshToken)
+                .where(RefreshToken.jti == claims["jti"], RefreshToken.used_at.is_(None))
+                .values(used_at=now)
+            ).rowcount
+            row = db.get(RefreshToken, claims["jti"])
+            if row is None:
+                raise InvalidToken("The refresh token is not known.")
+            if used != 1:
+                self._revoke(db, row.session_id, row.expires_at)
+            else:
+                refresh = self._tokens.issue_refresh(
+                    claims["sub"], row.session_id, not_after=row.expires_at
+                )
+                db.add(self._row(refresh, row.session_id, row.user_id))
+        if used != 1:
+            raise RefreshTokenReused()
+        access = self._tokens.issue_access(claims["sub"], row.session_id)
+        return Tokens(access, refresh)
+
+    def _row(self, refresh: IssuedToken, session_id: str, user_id: uuid.UUID) -> RefreshToken:
+        return RefreshToken(
+            jti=refresh.jti, session_id=session_id, user_id=user_id, expires_at=refresh.expires_at
+        )
+
+    def _revoke(self, db, key: str, expires_at: int) -> None:
+        """Record a revocation; a concurrent or repeated one for the same key is no error."""
+        dialect = db.get_bind().dialect.name
+        values = {"id": key, "expires_at": expires_at}
+        if dialect in {"sqlite", "postgresql"}:
+            module = sqlite if dialect == "sqlite" else postgresql
+            db.execute(module.insert(Revocation).values(values).on_conflict_do_nothing())
+        elif db.get(Revocation, key) is None:
+            db.execute(insert(Revocation).values(values))

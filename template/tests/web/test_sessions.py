@@ -1,0 +1,154 @@
+"""Refresh and logout over HTTP, for each refresh strategy (the setting can be switched)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jwt
+import pytest
+
+from ..helpers import settings_with
+from .api import PASSWORD, Api, Reply, bearer
+
+STRATEGIES = ["none", "stateless", "rotating"]
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy_api(request, make_api: Callable, settings) -> Api:
+    """The app with one refresh strategy."""
+    api = make_api(settings_with(settings, refresh_strategy=request.param))
+    api.strategy = request.param
+    return api
+
+
+def login(api: Api, username: str = "alice") -> dict:
+    api.register(username)
+    reply = api.post("/auth/login", data={"username": username, "password": PASSWORD})
+    assert reply.status == 200
+    return reply.body
+
+
+def refresh(api: Api, token: str) -> Reply:
+    return api.post("/auth/refresh", json={"refresh_token": token})
+
+
+def test_logout_revokes_the_access_token_at_once(strategy_api: Api) -> None:
+    tokens = login(strategy_api)
+    assert strategy_api.get("/users/me", token=tokens["access_token"]).status == 200
+    reply = strategy_api.post("/auth/logout", headers=bearer(tokens["access_token"]))
+    assert reply.status == 204
+    refused = strategy_api.get("/users/me", token=tokens["access_token"])
+    assert refused.status == 401
+    assert refused.body == {"detail": "The token has been revoked.", "code": "invalid_token"}
+    assert refused.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+
+
+def test_logout_needs_a_bearer_token(strategy_api: Api) -> None:
+    reply = strategy_api.post("/auth/logout")
+    assert reply.status == 401
+    assert reply.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_refresh_route_exists_only_with_a_strategy(strategy_api: Api, settings) -> None:
+    tokens = login(strategy_api)
+    if strategy_api.strategy == "none":
+        assert set(tokens) == {"access_token", "token_type", "expires_in"}
+        reply = refresh(strategy_api, "anything")
+        assert reply.status == 404
+        assert reply.body["code"] == "not_found"
+    else:
+        assert tokens["refresh_expires_in"] == settings.refresh_token_days * 86400
+        assert refresh(strategy_api, tokens["refresh_token"]).status == 200
+
+
+@pytest.fixture(params=["stateless", "rotating"])
+def refreshing_api(request, make_api: Callable, settings) -> Api:
+    api = make_api(settings_with(settings, refresh_strategy=request.param))
+    api.strategy = request.param
+    return api
+
+
+def test_access_and_refresh_tokens_cannot_be_swapped(refreshing_api: Api) -> None:
+    tokens = login(refreshing_api)
+    as_access = refreshing_api.get("/users/me", token=tokens["refresh_token"])
+    assert as_access.status == 401
+    assert as_access.body["code"] == "invalid_token"
+    as_refresh = refresh(refreshing_api, tokens["access_token"])
+    assert as_refresh.status == 401
+    assert as_refresh.body["code"] == "invalid_token"
+    assert as_refresh.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+
+
+def test_refresh_flow_then_logout(refreshing_api: Api) -> None:
+    tokens = login(refreshing_api)
+    first = refresh(refreshing_api, tokens["refresh_token"])
+    assert first.status == 200
+    assert set(first.body) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "refresh_expires_in",
+    }
+    second = refresh(refreshing_api, first.body["refresh_token"])
+    assert second.status == 200
+    if refreshing_api.strategy == "rotating":
+        assert first.body["refresh_token"] != tokens["refresh_token"]
+        assert second.body["refresh_token"] != first.body["refresh_token"]
+    else:
+        assert second.body["refresh_token"] == tokens["refresh_token"]
+    access = second.body["access_token"]
+    assert refreshing_api.get("/users/me", token=access).status == 200
+    logout = refreshing_api.post(
+        "/auth/logout",
+        headers=bearer(access),
+        json={"refresh_token": second.body["refresh_token"]},
+    )
+    assert logout.status == 204
+    assert refreshing_api.get("/users/me", token=access).status == 401
+    after = refresh(refreshing_api, second.body["refresh_token"])
+    assert after.status == 401
+    assert after.body == {"detail": "The token has been revoked.", "code": "invalid_token"}
+
+
+def test_logout_with_another_users_refresh_token_is_refused(refreshing_api: Api) -> None:
+    alice, bob = login(refreshing_api, "alice"), login(refreshing_api, "bob")
+    reply = refreshing_api.post(
+        "/auth/logout",
+        headers=bearer(alice["access_token"]),
+        json={"refresh_token": bob["refresh_token"]},
+    )
+    assert reply.status == 401
+    assert reply.body["code"] == "invalid_token"
+    assert refresh(refreshing_api, bob["refresh_token"]).status == 200
+
+
+def test_refresh_validation(refreshing_api: Api) -> None:
+    reply = refreshing_api.post("/auth/refresh", json={})
+    assert reply.status == 422
+    assert reply.body["code"] == "validation_error"
+
+
+def test_replayed_refresh_token_revokes_the_whole_login(make_api: Callable, settings) -> None:
+    api = make_api(settings_with(settings, refresh_strategy="rotating"))
+    tokens = login(api)
+    rotated = refresh(api, tokens["refresh_token"]).body
+    replay = refresh(api, tokens["refresh_token"])
+    assert replay.status == 401
+    assert replay.body["code"] == "refresh_token_reused"
+    assert replay.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    # The attacker's and the victim's tokens both stop working.
+    assert refresh(api, rotated["refresh_token"]).status == 401
+    assert api.get("/users/me", token=rotated["access_token"]).status == 401
+    assert api.get("/users/me", token=tokens["access_token"]).status == 401
+    # Other logins of the same user are untouched.
+    other = api.post("/auth/login", data={"username": "alice", "password": PASSWORD}).body
+    assert api.get("/users/me", token=other["access_token"]).status == 200
+
+
+def test_rotation_never_extends_the_login(make_api: Callable, settings) -> None:
+    api = make_api(settings_with(settings, refresh_strategy="rotating", refresh_token_days=1))
+    tokens = login(api)
+    first_exp = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})["exp"]
+    rotated = refresh(api, tokens["refresh_token"]).body["refresh_token"]
+    assert jwt.decode(rotated, options={"verify_signature": False})["exp"] == first_exp

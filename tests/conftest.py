@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
@@ -26,6 +28,7 @@ ALGORITHMS = (
 )
 #: One algorithm per family, for the checks that start real servers.
 FAMILY_REPRESENTATIVES = ("HS256", "RS256", "PS256", "ES256", "EdDSA")
+STRATEGIES = ("rotating", "stateless", "none")
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,9 @@ class Project:
 
 
 def variant_id(answers: dict[str, Any]) -> str:
-    """Name a variant by the answers that change code: `fastapi-HS256`."""
-    return f"{answers['framework']}-{answers['jwt_algorithm']}"
+    """Name a variant by the answers that change code: `fastapi-HS256-rotating`."""
+    strategy = answers.get("refresh_strategy", "rotating")
+    return f"{answers['framework']}-{answers['jwt_algorithm']}-{strategy}"
 
 
 def render_into(copie, answers: dict[str, Any]) -> Project:
@@ -76,6 +80,7 @@ def render(copie_session):
     cache: dict[tuple, Project] = {}
 
     def get(**answers: Any) -> Project:
+        answers.setdefault("refresh_strategy", "rotating")
         key = tuple(sorted(answers.items()))
         if key not in cache:
             cache[key] = render_into(copie_session, answers)
@@ -84,7 +89,55 @@ def render(copie_session):
     return get
 
 
-def variants(algorithms: tuple[str, ...] = ALGORITHMS) -> list[Any]:
-    """Every framework with every algorithm given, as pytest params named by variant."""
-    combos = [{"framework": f, "jwt_algorithm": a} for f in FRAMEWORKS for a in algorithms]
+def variants(
+    algorithms: tuple[str, ...] = ALGORITHMS, strategies: tuple[str, ...] = ("rotating",)
+) -> list[Any]:
+    """Every framework with every algorithm and strategy given, as params named by variant."""
+    combos = [
+        {"framework": f, "jwt_algorithm": a, "refresh_strategy": s}
+        for f in FRAMEWORKS
+        for a in algorithms
+        for s in strategies
+    ]
     return [pytest.param(combo, id=variant_id(combo)) for combo in combos]
+
+
+def matrix() -> list[Any]:
+    """The rendered variants: every algorithm with the default strategy, and every strategy
+    with the default algorithm (each project's own suite exercises all three strategies)."""
+    by_strategy = [
+        param
+        for param in variants(("EdDSA",), STRATEGIES)
+        if param.values[0]["refresh_strategy"] != "rotating"
+    ]
+    return variants() + by_strategy
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEMPLATE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server the PostgreSQL tests use; skipped when absent, unless CI is set."""
+    conninfo = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        psycopg.connect(conninfo, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs PostgreSQL at {POSTGRES_ADMIN_URL}: {exc}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN_URL} (set TEMPLATE_TEST_POSTGRES): {exc}")
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Any:
+    """A fresh schema for one test; returns the URL that selects it. Dropped afterwards."""
+    conninfo = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    schema = f"tpl_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{postgres_url}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -126,7 +126,13 @@ def test_login_form_and_json(client: LiveClient) -> None:
     for response in (form, as_json):
         assert response.status_code == 200
         body = response.json()
-        assert set(body) == {"access_token", "token_type", "expires_in"}
+        assert set(body) == {
+            "access_token",
+            "token_type",
+            "expires_in",
+            "refresh_token",
+            "refresh_expires_in",
+        }
         assert body["token_type"] == "bearer"
         assert body["expires_in"] == 15 * 60
 
@@ -146,6 +152,39 @@ def test_users_me(client: LiveClient) -> None:
     response = client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert response.json() == {"id": user_id, "username": username}
+
+
+def test_refresh(client: LiveClient) -> None:
+    _, username = new_user(client)
+    tokens = client.post("/auth/login", data={"username": username, "password": PASSWORD}).json()
+    response = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["refresh_token"] != tokens["refresh_token"]
+    assert 0 < body["refresh_expires_in"] <= tokens["refresh_expires_in"]
+
+
+@pytest.mark.parametrize("token", ["not-a-token", "a.b.c"])
+def test_refresh_with_a_refused_token(client: LiveClient, token: str) -> None:
+    response = client.post("/auth/refresh", json={"refresh_token": token})
+    assert_error(response, 401, "invalid_token")
+    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+
+
+def test_logout(client: LiveClient) -> None:
+    _, username = new_user(client)
+    tokens = client.post("/auth/login", data={"username": username, "password": PASSWORD}).json()
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    response = client.post(
+        "/auth/logout", headers=auth, json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert response.status_code == 204
+    assert response.content == b""
+    assert_error(client.get("/users/me", headers=auth), 401, "invalid_token")
+    unauthenticated = client.post("/auth/logout")
+    assert_error(unauthenticated, 401, "not_authenticated")
+    assert unauthenticated.headers["WWW-Authenticate"] == CHALLENGE
 
 
 def test_users_me_without_token(client: LiveClient) -> None:

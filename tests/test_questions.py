@@ -25,6 +25,10 @@ BAD_ANSWERS = [
     ("access_token_minutes", -5, "Type a whole number of minutes from 1 to 1440"),
     ("framework", "django", "Invalid choice"),
     ("jwt_algorithm", "none", "Invalid choice"),
+    ("jwt_algorithm", "HS1", "Invalid choice"),
+    ("refresh_strategy", "sometimes", "Invalid choice"),
+    ("refresh_token_days", 0, "Type a whole number of days from 1 to 365"),
+    ("refresh_token_days", 366, "Type a whole number of days from 1 to 365"),
 ]
 
 
@@ -53,6 +57,10 @@ GOOD_ANSWERS = [
     ("access_token_minutes", 1440),
     ("framework", "flask"),
     ("jwt_algorithm", "HS512"),
+    ("jwt_algorithm", "ES384"),
+    ("refresh_strategy", "stateless"),
+    ("refresh_token_days", 1),
+    ("refresh_token_days", 365),
 ]
 
 
@@ -78,3 +86,10 @@ def test_package_name_is_derived_from_the_project_name(
     assert result.exit_code == 0, result.exception
     assert result.answers["package_name"] == package_name
     assert (result.project_dir / "src" / package_name / "__init__.py").is_file()
+
+
+def test_refresh_days_are_not_asked_without_a_strategy(copie) -> None:
+    result = copie.copy(extra_answers={"refresh_strategy": "none"})
+    assert result.exit_code == 0, result.exception
+    assert "refresh_token_days" not in result.answers
+    assert "refresh_token_days" not in (result.project_dir / ".copier-answers.yml").read_text()

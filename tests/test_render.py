@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, FRAMEWORKS, PYTHON, ROOT, Project, variants
+from conftest import BIN, FRAMEWORKS, PYTHON, ROOT, Project, matrix, variant_id, variants
 
 # A Jinja expression or statement; Python's `}}` (nested dicts) is not one.
 JINJA = re.compile(r"\{\{\s*[\w'\"(]|\{%|%\}")
@@ -25,7 +25,7 @@ def is_rendered(path: Path) -> bool:
     return "__pycache__" not in path.parts and not path.name.endswith((".db", ".db-wal", ".db-shm"))
 
 
-@pytest.mark.parametrize("answers", variants())
+@pytest.mark.parametrize("answers", matrix())
 def test_no_template_syntax_is_left(render, answers: dict[str, Any]) -> None:
     project = render(**answers)
     files = [path for path in project.path.rglob("*") if path.is_file() and is_rendered(path)]
@@ -36,7 +36,7 @@ def test_no_template_syntax_is_left(render, answers: dict[str, Any]) -> None:
         assert leftover is None, f"{leftover.group()!r} left in {path.relative_to(project.path)}"
 
 
-@pytest.mark.parametrize("answers", variants())
+@pytest.mark.parametrize("answers", matrix())
 def test_ruff_finds_nothing_to_change(render, answers: dict[str, Any]) -> None:
     project = render(**answers)
     formatted = project.run(BIN / "ruff", "format", "--check", "--no-cache", ".")
@@ -45,15 +45,28 @@ def test_ruff_finds_nothing_to_change(render, answers: dict[str, Any]) -> None:
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
-@pytest.mark.parametrize("answers", variants())
-def test_rendered_suite_passes(render, answers: dict[str, Any]) -> None:
-    project = render(**answers)
-    result = project.run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=600)
+def assert_suite_passes(project: Project, env: dict[str, str] | None = None) -> None:
+    result = project.run(
+        PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=600, env=env or {}
+    )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary, summary
     assert "skipped" not in summary, summary
     assert "failed" not in summary, summary
+
+
+@pytest.mark.parametrize("answers", matrix())
+def test_rendered_suite_passes(render, answers: dict[str, Any]) -> None:
+    assert_suite_passes(render(**answers))
+
+
+@pytest.mark.parametrize(
+    "answers", variants(("EdDSA",), ("rotating", "stateless")), ids=lambda a: variant_id(a) + "-pg"
+)
+def test_rendered_suite_passes_on_postgresql(render, postgres_url, answers) -> None:
+    """Each test of the project's suite gets a schema of its own on the real server."""
+    assert_suite_passes(render(**answers), {"TEST_DATABASE_URL": postgres_url})
 
 
 @pytest.mark.parametrize("algorithm", ["HS256", "EdDSA"])
@@ -160,7 +173,7 @@ DISTRIBUTION_OF = {"jwt": "pyjwt", "pydantic_settings": "pydantic-settings"}
 SERVERS = {"uvicorn", "gunicorn"}
 
 
-@pytest.mark.parametrize("answers", variants())
+@pytest.mark.parametrize("answers", matrix())
 def test_dependencies_are_exactly_what_src_imports(render, answers: dict[str, Any]) -> None:
     project = render(**answers)
     pyproject = tomllib.loads((project.path / "pyproject.toml").read_text())

@@ -1,0 +1,100 @@
+"""Refresh and logout against real servers, for each framework and strategy, on SQLite and
+PostgreSQL: the full flow, the replay attack, and 20 concurrent refreshes with one token."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from conftest import FRAMEWORKS, PYTHON, STRATEGIES
+from liveserver import running_server
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'live.db'}"
+    return request.getfixturevalue("postgres_schema")
+
+
+@pytest.fixture(params=[(f, s) for f in FRAMEWORKS for s in STRATEGIES], ids=lambda p: "-".join(p))
+def server(request, render, tmp_path, database_url) -> Iterator[tuple[str, str]]:
+    """A live server (EdDSA) with one strategy; yields (base URL, strategy)."""
+    framework, strategy = request.param
+    project = render(framework=framework, jwt_algorithm="EdDSA", refresh_strategy=strategy)
+    env = {
+        "PYTHONPATH": str(project.path / "src"),
+        "DATABASE_URL": database_url,
+        "JWT_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    with running_server(project.path, framework, project.package, PYTHON, env=env) as url:
+        yield url, strategy
+
+
+def login(client: httpx.Client) -> dict:
+    username = f"user-{uuid.uuid4().hex[:10]}"
+    credentials = {"username": username, "password": PASSWORD}
+    assert client.post("/auth/register", json=credentials).status_code == 201
+    response = client.post("/auth/login", data=credentials)
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_login_refresh_refresh_logout(server) -> None:
+    url, strategy = server
+    with httpx.Client(base_url=url, timeout=30) as client:
+        tokens = login(client)
+        if strategy == "none":
+            assert "refresh_token" not in tokens
+            assert client.post("/auth/refresh", json={"refresh_token": "x"}).status_code == 404
+            refresh_token, access = None, tokens["access_token"]
+        else:
+            first = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+            assert first.status_code == 200, first.text
+            second = client.post(
+                "/auth/refresh", json={"refresh_token": first.json()["refresh_token"]}
+            )
+            assert second.status_code == 200, second.text
+            refresh_token, access = second.json()["refresh_token"], second.json()["access_token"]
+        auth = {"Authorization": f"Bearer {access}"}
+        assert client.get("/users/me", headers=auth).status_code == 200
+        body = {"refresh_token": refresh_token} if refresh_token else None
+        assert client.post("/auth/logout", headers=auth, json=body).status_code == 204
+        after = client.get("/users/me", headers=auth)
+        assert after.status_code == 401
+        assert after.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+        if refresh_token:
+            again = client.post("/auth/refresh", json={"refresh_token": refresh_token})
+            assert again.status_code == 401
+
+
+def test_replay_and_race(server) -> None:
+    url, strategy = server
+    if strategy == "none":
+        with httpx.Client(base_url=url, timeout=30) as client:
+            assert "refresh_token" not in login(client)
+        return
+    with httpx.Client(base_url=url, timeout=60) as client:
+        token = login(client)["refresh_token"]
+
+    def refresh(_: int) -> int:
+        with httpx.Client(base_url=url, timeout=60) as own:
+            return own.post("/auth/refresh", json={"refresh_token": token}).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(refresh, range(20)))
+    assert not [status for status in statuses if status >= 500], statuses
+    if strategy == "rotating":
+        assert statuses.count(200) == 1, statuses
+        assert set(statuses) == {200, 401}
+        with httpx.Client(base_url=url, timeout=30) as client:
+            replay = client.post("/auth/refresh", json={"refresh_token": token})
+            assert replay.status_code == 401
+            assert replay.json()["code"] in {"refresh_token_reused", "invalid_token"}
+    else:
+        assert statuses == [200] * 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -141,3 +142,40 @@ def postgres_schema(postgres_url: str) -> Any:
     yield f"{postgres_url}?options=-csearch_path%3D{schema}"
     with psycopg.connect(conninfo, autocommit=True) as connection:
         connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+# A table at the end of the run: every variant, what was checked, the result, the time spent.
+_VARIANT = re.compile(r"(fastapi|flask)-[A-Za-z0-9]+-(rotating|stateless|none)(-[a-z]+)?")
+_CHECKS: dict[str, dict[str, list[Any]]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Record each variant's checks (on the controller too, under xdist)."""
+    match = _VARIANT.search(report.nodeid)
+    if match is None:
+        return
+    name = report.nodeid.split("::")[-1].split("[")[0].removeprefix("test_")
+    check = _CHECKS.setdefault(match.group(0), {}).setdefault(name, [True, 0.0, 0])
+    check[0] = check[0] and not report.failed
+    check[1] += report.duration  # set-up (rendering, server start) and tear-down count too
+    check[2] += report.when == "call"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the variant table, slowest first."""
+    if not _CHECKS:
+        return
+    rows = []
+    for variant, checks in _CHECKS.items():
+        seconds = sum(check[1] for check in checks.values())
+        passed = all(check[0] for check in checks.values())
+        names = ", ".join(
+            f"{name} x{count}" if count > 1 else name
+            for name, (_, _, count) in sorted(checks.items())
+        )
+        rows.append((seconds, variant, names, "pass" if passed else "FAIL"))
+    write = terminalreporter.write_line
+    terminalreporter.section("variants, slowest first")
+    write(f"{'variant':<36} {'result':<6} {'seconds':>8}  checks")
+    for seconds, variant, names, result in sorted(rows, reverse=True):
+        write(f"{variant:<36} {result:<6} {seconds:>8.1f}  {names}")

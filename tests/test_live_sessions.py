@@ -22,7 +22,9 @@ def database_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres_schema")
 
 
-@pytest.fixture(params=[(f, s) for f in FRAMEWORKS for s in STRATEGIES], ids=lambda p: "-".join(p))
+@pytest.fixture(
+    params=[(f, s) for f in FRAMEWORKS for s in STRATEGIES], ids=lambda p: f"{p[0]}-EdDSA-{p[1]}"
+)
 def server(request, render, tmp_path, database_url) -> Iterator[tuple[str, str]]:
     """A live server (EdDSA) with one strategy; yields (base URL, strategy)."""
     framework, strategy = request.param

@@ -123,3 +123,34 @@ def test_update_keeps_edits_and_secrets(
                 assert line.split("=")[-1] not in recorded
     suite = Project(project, answers).run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     assert suite.returncode == 0, suite.stdout[-4000:]
+
+
+def test_update_with_a_changed_answer(releases: Path, tmp_path: Path) -> None:
+    """`copier update --data refresh_strategy=stateless` re-renders for the new answer."""
+    project = tmp_path / "project"
+    made = copier(
+        tmp_path, "copy", "--defaults", "--vcs-ref", "v0.1.0", str(releases), str(project)
+    )
+    assert made.returncode == 0, made.stderr
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "from template 0.1.0")
+
+    updated = copier(
+        project,
+        "update",
+        "--defaults",
+        "--vcs-ref",
+        "v0.2.0",
+        "--data",
+        "refresh_strategy=stateless",
+    )
+
+    assert updated.returncode == 0, updated.stderr
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["refresh_strategy"] == "stateless"
+    settings = next(project.glob("src/*/settings.py")).read_text()
+    assert '= "stateless"' in settings
+    assert files_with_conflicts(project) == []
+    suite = Project(project, answers).run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert suite.returncode == 0, suite.stdout[-4000:]

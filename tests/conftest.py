@@ -145,8 +145,17 @@ def postgres_schema(postgres_url: str) -> Any:
 
 
 # A table at the end of the run: every variant, what was checked, the result, the time spent.
-_VARIANT = re.compile(r"(fastapi|flask)-[A-Za-z0-9]+-(rotating|stateless|none)(-[a-z]+)?")
+_VARIANT = re.compile(
+    r"(fastapi|flask)-[A-Za-z0-9]+-(rotating|stateless|none)(-sqlite|-postgresql|-pg)?"
+)
 _CHECKS: dict[str, dict[str, list[Any]]] = {}
+_SHORT = {
+    "test_no_template_syntax_is_left": "no-jinja",
+    "test_ruff_finds_nothing_to_change": "ruff",
+    "test_rendered_suite_passes": "own suite",
+    "test_rendered_suite_passes_on_postgresql": "own suite on postgresql",
+    "test_dependencies_are_exactly_what_src_imports": "dependencies",
+}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -154,7 +163,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     match = _VARIANT.search(report.nodeid)
     if match is None:
         return
-    name = report.nodeid.split("::")[-1].split("[")[0].removeprefix("test_")
+    module = report.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+    function = report.nodeid.split("::")[-1].split("[")[0]
+    # Render checks by name; a suite of HTTP tests as one check, counted.
+    name = _SHORT.get(function) or module.removeprefix("test_")
     check = _CHECKS.setdefault(match.group(0), {}).setdefault(name, [True, 0.0, 0])
     check[0] = check[0] and not report.failed
     check[1] += report.duration  # set-up (rendering, server start) and tear-down count too

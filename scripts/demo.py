@@ -56,9 +56,19 @@ def main() -> None:
             show(client.post("/auth/register", json=credentials))
             login = client.post("/auth/login", data=credentials)
             show(login)
-            token = login.json()["access_token"]
-            show(client.get("/users/me", headers={"Authorization": f"Bearer {token}"}))
+            tokens = login.json()
+            auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+            show(client.get("/users/me", headers=auth))
             show(client.get("/users/me"))
+            if "refresh_token" in tokens:
+                refreshed = client.post(
+                    "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+                )
+                show(refreshed)
+                auth = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+                body = {"refresh_token": refreshed.json()["refresh_token"]}
+                show(client.post("/auth/logout", headers=auth, json=body))
+                show(client.get("/users/me", headers=auth))
     print("\nServer stopped. The project is in demo/; its README says what to do next.")
 
 

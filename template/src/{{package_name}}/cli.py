@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
+from .core.db import Database
 from .core.errors import ConfigError
 from .core.keyring import KeyRing
 from .core.keys import generate_key_material
-from .core.service import AuthService
+from .core.refresh import delete_expired
 from .settings import Settings, load_settings
 
 
@@ -73,12 +75,13 @@ def run_keys(command: str, options: argparse.Namespace, settings: Settings) -> s
 
 
 def run_db(command: str, settings: Settings) -> str:
-    """Carry out one `db` command; return what to print."""
-    service = AuthService.from_settings(settings)
+    """Carry out one `db` command (`cleanup`: needs the database only, not the keys)."""
+    database = Database(settings.database_url)
     try:
-        removed = service.sessions.cleanup()
+        database.create_tables()
+        removed = delete_expired(database, int(time.time()))
     finally:
-        service.database.dispose()
+        database.dispose()
     return f"Deleted {removed} expired records."
 
 

@@ -97,14 +97,6 @@ class Sessions:
             found = db.scalar(select(Revocation.id).where(Revocation.id.in_(wanted)).limit(1))
         return found is not None
 
-    def cleanup(self) -> int:
-        """Delete revocations and refresh-token records whose tokens have all expired."""
-        now = self._tokens.now()
-        with self._database.session() as db:
-            gone = db.execute(delete(Revocation).where(Revocation.expires_at < now)).rowcount
-            gone += db.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount
-        return gone
-
     def _rotate(self, claims: dict[str, Any]) -> Tokens:
         now = self._tokens.now()
         with self._database.session() as db:
@@ -144,3 +136,11 @@ class Sessions:
             db.execute(module.insert(Revocation).values(values).on_conflict_do_nothing())
         elif db.get(Revocation, key) is None:
             db.execute(insert(Revocation).values(values))
+
+
+def delete_expired(database: Database, now: int) -> int:
+    """Delete revocations and refresh-token records whose tokens have all expired by `now`."""
+    with database.session() as db:
+        gone = db.execute(delete(Revocation).where(Revocation.expires_at < now)).rowcount
+        gone += db.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount
+    return gone

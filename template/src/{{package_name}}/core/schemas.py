@@ -14,6 +14,7 @@ Username = Annotated[
     str, StringConstraints(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+TokenText = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 
 
 class Registration(BaseModel):
@@ -54,13 +55,13 @@ class TokenResponse(BaseModel):
 class RefreshRequest(BaseModel):
     """Body of `POST /auth/refresh`."""
 
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+    refresh_token: TokenText
 
 
 class LogoutRequest(BaseModel):
     """Optional body of `POST /auth/logout`."""
 
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=16384)] | None = None
+    refresh_token: TokenText | None = None
 
 
 def describe_errors(errors: list[dict[str, Any]]) -> str:
@@ -97,3 +98,8 @@ def parse_login_body(content_type: str | None, raw: bytes) -> Any:
         return {key: values[0] for key, values in parse_qs(raw.decode()).items()}
     except UnicodeDecodeError as exc:
         raise ValidationFailed("The form must be UTF-8 encoded.") from exc
+
+
+def parse_logout_body(raw: bytes) -> LogoutRequest:
+    """Parse the optional body of a logout: empty, or JSON with a `refresh_token`."""
+    return validate(LogoutRequest, parse_json(raw)) if raw.strip() else LogoutRequest()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import Settings
-from .db import Database
+from .db import Database, User
 from .errors import NotFound, RevokedToken
 from .keyring import load_keys
 from .keys import KeySet, is_hmac
@@ -57,8 +57,7 @@ class AuthService:
 
     def register(self, registration: Registration) -> UserOut:
         """Create a user from a validated registration."""
-        user = self.users.register(registration.username, registration.password)
-        return UserOut(id=str(user.id), username=user.username)
+        return _user_out(self.users.register(registration.username, registration.password))
 
     def login(self, form: LoginForm) -> TokenResponse:
         """Check the credentials and start a session."""
@@ -77,8 +76,7 @@ class AuthService:
     def current_user(self, token: str) -> UserOut:
         """Return the user an access token belongs to; any failure is an `InvalidToken`."""
         claims = self._verified_access(token)
-        user = self.users.by_subject(claims["sub"])
-        return UserOut(id=str(user.id), username=user.username)
+        return _user_out(self.users.by_subject(claims["sub"]))
 
     def _verified_access(self, token: str) -> dict[str, Any]:
         claims = self.tokens.verify_access(token)
@@ -91,6 +89,10 @@ class AuthService:
         if is_hmac(self.keys.algorithm):
             raise NotFound("This service signs with a shared secret (HMAC): it has no public keys.")
         return self.keys.jwks()
+
+
+def _user_out(user: User) -> UserOut:
+    return UserOut(id=str(user.id), username=user.username)
 
 
 def _token_response(tokens: Tokens) -> TokenResponse:

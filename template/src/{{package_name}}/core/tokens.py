@@ -1,7 +1,7 @@
 """Issue and verify JWTs. Knows PyJWT and the key set; nothing about HTTP or users.
 
-Each token kind (access now; refresh tokens use the same machinery) has its own
-`token_type` claim, so one kind can never be accepted as another.
+Each token kind (access, refresh) has its own `token_type` claim and audience, so one kind
+can never be accepted as another.
 """
 
 from __future__ import annotations
@@ -88,10 +88,10 @@ class TokenService:
         return self._issue(TokenType.ACCESS, subject, session_id)
 
     def issue_refresh(
-        self, subject: str, session_id: str, not_after: int | None = None, jti: str | None = None
+        self, subject: str, session_id: str, not_after: int | None = None
     ) -> IssuedToken:
         """Sign a refresh token; it never outlives `not_after` (the session's absolute end)."""
-        return self._issue(TokenType.REFRESH, subject, session_id, not_after, jti)
+        return self._issue(TokenType.REFRESH, subject, session_id, not_after)
 
     def verify_access(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise an `InvalidToken`."""
@@ -118,13 +118,12 @@ class TokenService:
         subject: str,
         session_id: str | None,
         not_after: int | None = None,
-        jti: str | None = None,
     ) -> IssuedToken:
-        now = int(self._clock())
+        now = self.now()
         expires = now + self._lifetimes[token_type]
         if not_after is not None:
             expires = min(expires, not_after)
-        jti = jti or uuid.uuid4().hex
+        jti = uuid.uuid4().hex
         claims = {
             "iss": self._policy.issuer,
             "aud": self._policy.audience_of(token_type),

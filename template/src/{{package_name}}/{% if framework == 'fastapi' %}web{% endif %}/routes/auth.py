@@ -7,13 +7,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from ...core.schemas import (
     LoginForm,
-    LogoutRequest,
     RefreshRequest,
     Registration,
     TokenResponse,
     UserOut,
-    parse_json,
     parse_login_body,
+    parse_logout_body,
     validate,
 )
 from ..deps import AuthDep, oauth2_scheme
@@ -61,7 +60,6 @@ def refresh(body: RefreshRequest, auth: AuthDep) -> TokenResponse:
 @router.post("/logout", status_code=204, dependencies=[Security(oauth2_scheme)])
 async def logout(request: Request, auth: AuthDep) -> Response:
     """Revoke the bearer token, and the session of the refresh token in the body if any."""
-    raw = await request.body()
-    body = validate(LogoutRequest, parse_json(raw)) if raw.strip() else LogoutRequest()
+    body = parse_logout_body(await request.body())
     await run_in_threadpool(auth.logout, request.headers.get("Authorization"), body)
     return Response(status_code=204)

@@ -8,11 +8,11 @@ from flask import Blueprint, request
 
 from ...core.schemas import (
     LoginForm,
-    LogoutRequest,
     RefreshRequest,
     Registration,
     parse_json,
     parse_login_body,
+    parse_logout_body,
     validate,
 )
 from ..deps import auth_service
@@ -46,7 +46,6 @@ def refresh() -> dict[str, Any]:
 @bp.post("/logout")
 def logout() -> tuple[str, int]:
     """Revoke the bearer token, and the session of the refresh token in the body if any."""
-    raw = request.get_data()
-    body = validate(LogoutRequest, parse_json(raw)) if raw.strip() else LogoutRequest()
+    body = parse_logout_body(request.get_data())
     auth_service().logout(request.headers.get("Authorization"), body)
     return "", 204

@@ -130,11 +130,11 @@ def problem_for(error: ServiceError) -> Problem:
     return Problem(int(error.status), {"detail": error.detail, "code": error.code}, headers)
 
 
-def problem_for_status(status: int, detail: str | None = None) -> Problem:
+def problem_for_status(status: int) -> Problem:
     """Describe a framework-raised HTTP status (404, 405, 500, ...) in the same envelope."""
-    phrase = HTTPStatus(status).phrase
     if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-        code, detail = "internal_error", "The server failed to handle the request."
+        detail, code = "The server failed to handle the request.", "internal_error"
     else:
-        code = phrase.lower().replace(" ", "_").replace("-", "_")
-    return Problem(status, {"detail": detail or f"{phrase}.", "code": code})
+        phrase = HTTPStatus(status).phrase
+        detail, code = f"{phrase}.", phrase.lower().replace(" ", "_").replace("-", "_")
+    return Problem(status, {"detail": detail, "code": code})

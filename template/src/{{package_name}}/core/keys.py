@@ -40,15 +40,6 @@ def is_hmac(algorithm: str) -> bool:
     return algorithm in HMAC_SECRET_BYTES
 
 
-def family(algorithm: str) -> str:
-    """Name the algorithm's family: HMAC, RSA, PSS, EC or EdDSA."""
-    if is_hmac(algorithm):
-        return "HMAC"
-    if algorithm in EC_CURVES:
-        return "EC"
-    return {"RS": "RSA", "PS": "PSS"}.get(algorithm[:2], "EdDSA")
-
-
 @dataclass(frozen=True)
 class Key:
     """One key, parsed: what signs with it (None when verify-only) and what verifies with it."""

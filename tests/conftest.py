@@ -104,14 +104,8 @@ def variants(
 
 
 def matrix() -> list[Any]:
-    """The rendered variants: every algorithm with the default strategy, and every strategy
-    with the default algorithm (each project's own suite exercises all three strategies)."""
-    by_strategy = [
-        param
-        for param in variants(("EdDSA",), STRATEGIES)
-        if param.values[0]["refresh_strategy"] != "rotating"
-    ]
-    return variants() + by_strategy
+    """Every combination of the answers that change code: framework x algorithm x strategy."""
+    return variants(ALGORITHMS, STRATEGIES)
 
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -146,7 +140,7 @@ def postgres_schema(postgres_url: str) -> Any:
 
 # A table at the end of the run: every variant, what was checked, the result, the time spent.
 _VARIANT = re.compile(
-    r"(fastapi|flask)-[A-Za-z0-9]+-(rotating|stateless|none)(-sqlite|-postgresql|-pg)?"
+    r"(?P<variant>(fastapi|flask)-[A-Za-z0-9]+-(rotating|stateless|none))(-sqlite|-postgresql|-pg)?"
 )
 _CHECKS: dict[str, dict[str, list[Any]]] = {}
 _SHORT = {
@@ -156,6 +150,15 @@ _SHORT = {
     "test_rendered_suite_passes_on_postgresql": "own suite on postgresql",
     "test_dependencies_are_exactly_what_src_imports": "dependencies",
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep a variant's checks on one xdist worker (`--dist loadgroup`): it renders the variant
+    once, and a module-scoped live server is started once."""
+    for item in items:
+        match = _VARIANT.search(item.nodeid)
+        if match is not None:
+            item.add_marker(pytest.mark.xdist_group(match.group("variant")))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

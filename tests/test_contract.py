@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import FAMILY_REPRESENTATIVES, PYTHON, variants
+from conftest import FAMILY_REPRESENTATIVES, PYTHON, STRATEGIES, variants
 from joserfc import jwt as jose_jwt
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
@@ -22,14 +22,15 @@ CHALLENGE = "Bearer"
 
 
 class LiveClient(httpx.Client):
-    """An HTTP client for one live server, knowing the algorithm that server signs with."""
+    """An HTTP client for one live server, knowing its algorithm and refresh strategy."""
 
-    def __init__(self, algorithm: str, **kwargs) -> None:
+    def __init__(self, algorithm: str, strategy: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.algorithm = algorithm
+        self.strategy = strategy
 
 
-@pytest.fixture(scope="module", params=variants(FAMILY_REPRESENTATIVES))
+@pytest.fixture(scope="module", params=variants(FAMILY_REPRESENTATIVES, STRATEGIES))
 def client(request, render, tmp_path_factory) -> Iterator[LiveClient]:
     """A client for the variant's production server (uvicorn or gunicorn) on a loopback port."""
     project = render(**request.param)
@@ -46,7 +47,12 @@ def client(request, render, tmp_path_factory) -> Iterator[LiveClient]:
                 "JWT_KEYS_DIR": str(state / "keys"),
             },
         ) as url,
-        LiveClient(request.param["jwt_algorithm"], base_url=url, timeout=10) as client,
+        LiveClient(
+            request.param["jwt_algorithm"],
+            request.param["refresh_strategy"],
+            base_url=url,
+            timeout=10,
+        ) as client,
     ):
         yield client
 
@@ -126,13 +132,10 @@ def test_login_form_and_json(client: LiveClient) -> None:
     for response in (form, as_json):
         assert response.status_code == 200
         body = response.json()
-        assert set(body) == {
-            "access_token",
-            "token_type",
-            "expires_in",
-            "refresh_token",
-            "refresh_expires_in",
-        }
+        refresh_fields = (
+            set() if client.strategy == "none" else {"refresh_token", "refresh_expires_in"}
+        )
+        assert set(body) == {"access_token", "token_type", "expires_in", *refresh_fields}
         assert body["token_type"] == "bearer"
         assert body["expires_in"] == 15 * 60
 
@@ -157,17 +160,34 @@ def test_users_me(client: LiveClient) -> None:
 def test_refresh(client: LiveClient) -> None:
     _, username = new_user(client)
     tokens = client.post("/auth/login", data={"username": username, "password": PASSWORD}).json()
+    if client.strategy == "none":
+        assert "refresh_token" not in tokens
+        assert_error(client.post("/auth/refresh", json={"refresh_token": "x"}), 404, "not_found")
+        return
     response = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
-    assert body["refresh_token"] != tokens["refresh_token"]
+    # Rotating hands out a new refresh token; stateless keeps the one the login gave.
+    rotated = body["refresh_token"] != tokens["refresh_token"]
+    assert rotated == (client.strategy == "rotating")
     assert 0 < body["refresh_expires_in"] <= tokens["refresh_expires_in"]
+    # The new access token works; a rotating strategy refuses the used refresh token.
+    me = client.get("/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+    again = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    if client.strategy == "rotating":
+        assert_error(again, 401, "refresh_token_reused")
+    else:
+        assert again.status_code == 200
 
 
 @pytest.mark.parametrize("token", ["not-a-token", "a.b.c"])
 def test_refresh_with_a_refused_token(client: LiveClient, token: str) -> None:
     response = client.post("/auth/refresh", json={"refresh_token": token})
+    if client.strategy == "none":
+        assert_error(response, 404, "not_found")
+        return
     assert_error(response, 401, "invalid_token")
     assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
@@ -176,12 +196,14 @@ def test_logout(client: LiveClient) -> None:
     _, username = new_user(client)
     tokens = client.post("/auth/login", data={"username": username, "password": PASSWORD}).json()
     auth = {"Authorization": f"Bearer {tokens['access_token']}"}
-    response = client.post(
-        "/auth/logout", headers=auth, json={"refresh_token": tokens["refresh_token"]}
-    )
+    body = {"refresh_token": tokens["refresh_token"]} if "refresh_token" in tokens else None
+    response = client.post("/auth/logout", headers=auth, json=body)
     assert response.status_code == 204
     assert response.content == b""
     assert_error(client.get("/users/me", headers=auth), 401, "invalid_token")
+    if body is not None:
+        # Logging out ends the whole login: its refresh token is refused too.
+        assert_error(client.post("/auth/refresh", json=body), 401, "invalid_token")
     unauthenticated = client.post("/auth/logout")
     assert_error(unauthenticated, 401, "not_authenticated")
     assert unauthenticated.headers["WWW-Authenticate"] == CHALLENGE

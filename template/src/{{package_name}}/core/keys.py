@@ -6,6 +6,7 @@ Keys are parsed once, when the app starts, into key objects; nothing here runs p
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -154,7 +155,12 @@ def build_keyset(algorithm: str, current: Key, others: list[Key]) -> KeySet:
     return KeySet(algorithm=algorithm, current=current, trusted=trusted)
 
 
+@functools.lru_cache(maxsize=32)
 def _parse_pem(material: str, verify_only: bool) -> tuple[Any, Any]:
+    """Parse a PEM key once per process: RSA parsing (with its validity checks) costs ~40 ms.
+
+    Key objects are immutable; errors are not cached, so a bad key is reported every time.
+    """
     data = material.strip().encode()
     try:
         private_key = serialization.load_pem_private_key(data, password=None)

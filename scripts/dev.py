@@ -2,6 +2,7 @@
 
     python3 scripts/dev.py demo     render a project with the default answers and show it working
     python3 scripts/dev.py test     run the template's full test suite (extra args go to pytest)
+    python3 scripts/dev.py bench    benchmark the rendered services (bench/run.py; --help)
 
 Needs only Python 3.11+ and git; everything else is installed into .venv from pyproject.toml.
 """
@@ -40,7 +41,7 @@ def ensure_environment() -> None:
 
 def main(argv: list[str]) -> int:
     """Dispatch to the demo or the tests."""
-    if not argv or argv[0] not in {"demo", "test"}:
+    if not argv or argv[0] not in {"demo", "test", "bench"}:
         print(__doc__, file=sys.stderr)
         return 2
     ensure_environment()
@@ -49,9 +50,8 @@ def main(argv: list[str]) -> int:
         workers = [] if any(arg.startswith("-n") for arg in argv[1:]) else ["-n", "auto"]
         pytest = [str(BIN / "python"), "-m", "pytest", *workers, *argv[1:]]
         return subprocess.run(pytest, cwd=ROOT).returncode
-    return subprocess.run(
-        [str(BIN / "python"), str(ROOT / "scripts" / "demo.py"), *argv[1:]]
-    ).returncode
+    script = ROOT / ("scripts/demo.py" if argv[0] == "demo" else "bench/run.py")
+    return subprocess.run([str(BIN / "python"), str(script), *argv[1:]]).returncode
 
 
 if __name__ == "__main__":

@@ -27,13 +27,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_command(python: Path, framework: str, package: str, port: int) -> list[str]:
-    """The production server the rendered README documents: uvicorn or gunicorn."""
+def server_command(
+    python: Path, framework: str, package: str, port: int, app: str | None = None
+) -> list[str]:
+    """The production server the rendered README documents: uvicorn (one worker) or gunicorn
+    (two sync workers), serving `<package>.asgi:app` / `<package>.wsgi:app` unless `app` says."""
     if framework == "fastapi":
-        app, server = f"{package}.asgi:app", ["uvicorn", "--host", "127.0.0.1", "--port", str(port)]
-        return [str(python), "-m", *server, "--no-access-log", app]
+        server = ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        return [str(python), "-m", *server, app or f"{package}.asgi:app"]
     bind = ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
-    return [str(python), "-m", "gunicorn", *bind, f"{package}.wsgi:app"]
+    return [str(python), "-m", "gunicorn", *bind, app or f"{package}.wsgi:app"]
 
 
 @contextmanager
@@ -44,12 +47,28 @@ def running_server(
     python: Path,
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    app: str | None = None,
 ) -> Iterator[str]:
     """Run the server in `project` and yield its base URL; stop it by PID on the way out."""
+    with server_process(project, framework, package, python, env, timeout, app) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(
+    project: Path,
+    framework: str,
+    package: str,
+    python: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    app: str | None = None,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`running_server`, yielding the process too (its PID leads the server's process group)."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            server_command(python, framework, package, port),
+            server_command(python, framework, package, port, app),
             cwd=project,
             env={**os.environ, **(env or {})},
             stdout=log,
@@ -59,7 +78,7 @@ def running_server(
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(process, url, log, timeout)
-            yield url
+            yield url, process
             if process.poll() is not None:
                 raise ServerFailed(f"server died with {process.returncode}:\n{read(log)}")
         finally:

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from suiterunner import SuiteRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = Path(sys.executable)
@@ -47,13 +49,16 @@ class Project:
     def framework(self) -> str:
         return self.answers["framework"]
 
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """This process's environment with the project's `src/` importable, plus `extra`."""
+        return {**os.environ, "PYTHONPATH": str(self.path / "src"), **(extra or {})}
+
     def run(self, *command: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """Run a command in the project with its `src/` importable; never raises on failure."""
-        env = {**os.environ, "PYTHONPATH": str(self.path / "src"), **kwargs.pop("env", {})}
         return subprocess.run(
             [str(part) for part in command],
             cwd=self.path,
-            env=env,
+            env=self.environment(kwargs.pop("env", {})),
             capture_output=True,
             text=True,
             check=False,
@@ -90,6 +95,14 @@ def render(copie_session):
     return get
 
 
+@pytest.fixture(scope="session")
+def suite_runner() -> Iterator[SuiteRunner]:
+    """Runs rendered suites in forks of a process with their dependencies imported."""
+    runner = SuiteRunner(PYTHON)
+    yield runner
+    runner.close()
+
+
 def variants(
     algorithms: tuple[str, ...] = ALGORITHMS, strategies: tuple[str, ...] = ("rotating",)
 ) -> list[Any]:
@@ -107,6 +120,10 @@ def matrix() -> list[Any]:
     """Every combination of the answers that change code: framework x algorithm x strategy."""
     return variants(ALGORITHMS, STRATEGIES)
 
+
+#: For live servers in development: cheap Argon2id, as the rendered suites use. The HTTP
+#: behaviour is the same; the benchmark measures the production parameters.
+CHEAP_HASHING = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024"}
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEMPLATE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import FAMILY_REPRESENTATIVES, PYTHON, STRATEGIES, variants
+from conftest import CHEAP_HASHING, FAMILY_REPRESENTATIVES, PYTHON, STRATEGIES, variants
 from joserfc import jwt as jose_jwt
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
@@ -45,6 +45,7 @@ def client(request, render, tmp_path_factory) -> Iterator[LiveClient]:
                 "PYTHONPATH": str(project.path / "src"),
                 "DATABASE_URL": f"sqlite:///{state / 'contract.db'}",
                 "JWT_KEYS_DIR": str(state / "keys"),
+                **CHEAP_HASHING,
             },
         ) as url,
         LiveClient(

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import BIN, FRAMEWORKS, PYTHON, ROOT, Project, matrix, variant_id, variants
+from suiterunner import SuiteRunner
 
 # A Jinja expression or statement; Python's `}}` (nested dicts) is not one.
 JINJA = re.compile(r"\{\{\s*[\w'\"(]|\{%|%\}")
@@ -45,23 +46,33 @@ def test_ruff_finds_nothing_to_change(render, answers: dict[str, Any]) -> None:
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
-def assert_suite_passes(project: Project, env: dict[str, str] | None = None) -> None:
-    """Run the project's own suite with only the plugins it asks for, as in its own environment
-    (this one also holds pytest-copie and xdist, and loading copier costs 0.4 s per run)."""
+def assert_suite_passes(
+    project: Project, env: dict[str, str] | None = None, runner: SuiteRunner | None = None
+) -> None:
+    """Run the project's own suite, in a fresh interpreter or in a fork of `runner`.
+
+    Only the plugins the project asks for are loaded, as in its own environment (this one
+    also holds pytest-copie and xdist), and the suite has a temporary directory of its own
+    (with pytest's shared one every run cleans up after the runs before it).
+    """
     env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
-    result = project.run(
-        PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=600, env=env
-    )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
-    summary = result.stdout.strip().splitlines()[-1]
+    with tempfile.TemporaryDirectory() as basetemp:
+        args = ["-q", "-p", "no:cacheprovider", "--basetemp", basetemp]
+        if runner is None:
+            result = project.run(PYTHON, "-m", "pytest", *args, timeout=600, env=env)
+            returncode, output = result.returncode, result.stdout + result.stderr
+        else:
+            returncode, output = runner.run(project.path, project.environment(env), args, 600)
+    assert returncode == 0, output[-7000:]
+    summary = output.strip().splitlines()[-1]
     assert " passed" in summary, summary
     assert "skipped" not in summary, summary
     assert "failed" not in summary, summary
 
 
 @pytest.mark.parametrize("answers", matrix())
-def test_rendered_suite_passes(render, answers: dict[str, Any]) -> None:
-    assert_suite_passes(render(**answers))
+def test_rendered_suite_passes(render, suite_runner, answers: dict[str, Any]) -> None:
+    assert_suite_passes(render(**answers), runner=suite_runner)
 
 
 @pytest.mark.parametrize(

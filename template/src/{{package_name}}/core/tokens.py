@@ -6,6 +6,7 @@ can never be accepted as another.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,9 @@ from .keys import KeySet
 MAX_TOKEN_LENGTH = 8192
 
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "token_type")
+
+#: How many verified access tokens a process remembers (about 1 KiB each).
+VERIFIED_CACHE_SIZE = 4096
 
 
 class TokenType(StrEnum):
@@ -68,6 +72,42 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
+class VerifiedTokens:
+    """Access tokens this process has verified in full, by their exact text.
+
+    A client sends the same access token on every request until it expires; remembering the
+    claims of a token already verified skips its signature check and parsing. The key is the
+    whole token text, so a token differing in any character (tampered, re-encoded, re-signed)
+    is a different key and is verified in full. A hit still checks the token's times; the
+    caller still checks revocation. Bounded: the oldest entry goes first. Thread-safe.
+    """
+
+    def __init__(self, size: int = VERIFIED_CACHE_SIZE) -> None:
+        self._size = size
+        self._claims: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> dict[str, Any] | None:
+        """The claims of `token` if it was verified before, as a copy the caller may change."""
+        claims = self._claims.get(token)
+        return None if claims is None else dict(claims)
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        """Remember a token that passed every check."""
+        with self._lock:
+            if len(self._claims) >= self._size:
+                self._claims.pop(next(iter(self._claims)), None)
+            self._claims[token] = dict(claims)
+
+    def discard(self, token: str) -> None:
+        """Forget a token (it expired)."""
+        with self._lock:
+            self._claims.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._claims)
+
+
 class TokenService:
     """Signs and verifies this service's tokens with one pinned algorithm."""
 
@@ -82,6 +122,7 @@ class TokenService:
             TokenType.ACCESS: policy.access_lifetime_seconds,
             TokenType.REFRESH: policy.refresh_lifetime_seconds,
         }
+        self.verified = VerifiedTokens()
 
     def issue_access(self, subject: str, session_id: str | None = None) -> IssuedToken:
         """Sign an access token for the user whose id is `subject`, in login session `session_id`."""
@@ -94,8 +135,21 @@ class TokenService:
         return self._issue(TokenType.REFRESH, subject, session_id, not_after)
 
     def verify_access(self, token: str) -> dict[str, Any]:
-        """Return the claims of a valid access token, or raise an `InvalidToken`."""
-        return self._verify(TokenType.ACCESS, token)
+        """Return the claims of a valid access token, or raise an `InvalidToken`.
+
+        The first time a token is seen it is verified in full; afterwards, its times.
+        """
+        claims = self.verified.get(token)
+        if claims is None:
+            claims = self._verify(TokenType.ACCESS, token)
+            self.verified.put(token, claims)
+            return claims
+        try:
+            self._check_times(claims)
+        except ExpiredToken:
+            self.verified.discard(token)
+            raise
+        return claims
 
     def verify_refresh(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid refresh token, or raise an `InvalidToken`."""
@@ -143,6 +197,17 @@ class TokenService:
         )
         return IssuedToken(token=token, jti=jti, expires_in=expires - now, expires_at=expires)
 
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """Expiry, not-before and issued-at, by this service's clock, as PyJWT checks them."""
+        times = (claims["exp"], claims["iat"], claims.get("nbf", 0))
+        if any(isinstance(value, bool) or not isinstance(value, int | float) for value in times):
+            raise InvalidToken("The token's times are not numbers.")
+        now, leeway = self._clock(), self._policy.leeway_seconds
+        if claims["exp"] <= now - leeway:
+            raise ExpiredToken()
+        if claims["iat"] > now + leeway or claims.get("nbf", 0) > now + leeway:
+            raise InvalidToken("The token is not valid yet.")
+
     def _verify(self, token_type: TokenType, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("The token is too large.")
@@ -158,13 +223,19 @@ class TokenService:
                 audience=self._policy.audience_of(token_type),
                 issuer=self._policy.issuer,
                 leeway=self._policy.leeway_seconds,
-                options={"require": list(REQUIRED_CLAIMS), "strict_aud": True},
+                # Times are checked below, by this service's clock, for cached tokens too.
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    "strict_aud": True,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise ExpiredToken() from exc
         except jwt.PyJWTError as exc:
             # PyJWTError covers InvalidKeyError too, which is not an InvalidTokenError.
             raise InvalidToken() from exc
         if claims["token_type"] != token_type.value:
             raise InvalidToken(f"A {token_type.value} token is required here.")
+        self._check_times(claims)
         return claims

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database, User
-from .errors import InvalidCredentials, UnknownUser, UsernameTaken
+from .db import Database, Revocation, User
+from .errors import InvalidCredentials, RevokedToken, UnknownUser, UsernameTaken
 from .passwords import PasswordHasher
 
 
@@ -47,14 +48,22 @@ class UserService:
             raise InvalidCredentials()
         return user
 
-    def by_subject(self, subject: str) -> User:
-        """Return the user a token's `sub` names, or raise `UnknownUser`."""
+    def by_subject(self, subject: str, unless_revoked: Iterable[str | None] = ()) -> User:
+        """Return the user a token's `sub` names, or raise `UnknownUser`.
+
+        With `unless_revoked` (a token's `jti` and session id), raise `RevokedToken` if any of
+        them is revoked: the same single query reads both.
+        """
         try:
             user_id = uuid.UUID(subject)
         except ValueError as exc:
             raise UnknownUser() from exc
+        keys = [key for key in unless_revoked if key]
+        revoked = select(Revocation.id).where(Revocation.id.in_(keys)).exists()
         with self._database.session() as session:
-            user = session.get(User, user_id)
-        if user is None:
+            row = session.execute(select(User, revoked).where(User.id == user_id)).first()
+        if row is None:
             raise UnknownUser()
-        return user
+        if row[1]:
+            raise RevokedToken()
+        return row[0]

@@ -9,6 +9,6 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me")
-def read_me(user: CurrentUser) -> UserOut:
+async def read_me(user: CurrentUser) -> UserOut:
     """Return the user the access token belongs to."""
     return user

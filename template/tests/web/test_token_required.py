@@ -1,0 +1,53 @@
+"""Routes that need only a valid token, not its user (`AccessClaims` / `token_required`)."""
+
+from collections.abc import Callable
+
+import pytest
+
+from .api import Api
+
+PATH = "/test/token-only"
+
+
+@pytest.fixture
+def token_api(api: Api, add_token_route: Callable[[str], None]) -> Api:
+    add_token_route(PATH)
+    return api
+
+
+def test_answers_the_token_subject(token_api: Api) -> None:
+    user = token_api.register("alice").body
+    token = token_api.login("alice")
+    for _ in range(2):  # the second request finds the token already verified
+        reply = token_api.get(PATH, token=token)
+        assert reply.status == 200
+        assert reply.body == {"sub": user["id"]}
+
+
+def test_without_a_token(token_api: Api) -> None:
+    reply = token_api.get(PATH)
+    assert reply.status == 401
+    assert reply.body["code"] == "not_authenticated"
+
+
+def test_a_tampered_token_is_refused_after_the_real_one_was_accepted(token_api: Api) -> None:
+    token = token_api.signed_in()
+    assert token_api.get(PATH, token=token).status == 200
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    reply = token_api.get(PATH, token=tampered)
+    assert reply.status == 401
+    assert reply.body["code"] == "invalid_token"
+
+
+def test_logout_in_another_process_is_enforced_here(token_api: Api, make_api, settings) -> None:
+    """This app verified the token before; a logout through another app (another process or
+    instance, sharing the database) still stops it here at once."""
+    token = token_api.signed_in()
+    assert token_api.get(PATH, token=token).status == 200
+    assert token_api.get("/users/me", token=token).status == 200
+    other = make_api(settings)
+    assert other.post("/auth/logout", headers={"Authorization": f"Bearer {token}"}).status == 204
+    for path in (PATH, "/users/me"):
+        reply = token_api.get(path, token=token)
+        assert reply.status == 401
+        assert reply.body["code"] == "invalid_token"

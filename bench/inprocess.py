@@ -82,7 +82,7 @@ def settings_for(directory: Path, strategy: str) -> Settings:
     return Settings(
         _env_file=None,
         environment="production",
-        database_url=f"sqlite:///{directory / f'{strategy}.db'}",
+        database_url=f"sqlite:///{directory / f'{uuid.uuid4().hex}.db'}",
         jwt_algorithm="EdDSA",
         jwt_private_key=generate_key_material("EdDSA"),
         jwt_issuer="bench-issuer",

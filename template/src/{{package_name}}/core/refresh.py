@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .db import Database, RefreshToken, Revocation
@@ -50,6 +50,11 @@ class Sessions:
         self.strategy = strategy
         self._database = database
         self._tokens = tokens
+        self._revoked = database.prepare(
+            select(Revocation.id)
+            .where(Revocation.id.in_([bindparam("token_id"), bindparam("session_id")]))
+            .limit(1)
+        )
 
     def start(self, user_id: uuid.UUID) -> Tokens:
         """Begin a session at login."""
@@ -90,12 +95,10 @@ class Sessions:
             for key, expires_at in revoke.items():
                 self._revoke(db, key, expires_at)
 
-    def is_revoked(self, *keys: str | None) -> bool:
-        """Whether any of these `jti`s or session ids is revoked: one indexed read."""
-        wanted = [key for key in keys if key]
-        with self._database.session() as db:
-            found = db.scalar(select(Revocation.id).where(Revocation.id.in_(wanted)).limit(1))
-        return found is not None
+    def is_revoked(self, token_id: str, session_id: str | None = None) -> bool:
+        """Whether a token's `jti`, or its session, is revoked: one primary-key read."""
+        parameters = {"token_id": token_id, "session_id": session_id or token_id}
+        return self._revoked.first(parameters) is not None
 
     def _rotate(self, claims: dict[str, Any]) -> Tokens:
         now = self._tokens.now()

@@ -49,7 +49,7 @@ def register():
     body = request.get_json()
     user = User(username=body["username"], password_hash=password_hash.hash(body["password"]))
     try:
-        with Session(engine) as session, session.begin():
+        with Session(engine, expire_on_commit=False) as session, session.begin():
             session.add(user)
     except IntegrityError:
         return {"msg": "username taken"}, 409

@@ -50,10 +50,11 @@ class Sessions:
         self.strategy = strategy
         self._database = database
         self._tokens = tokens
+        # At most two rows (primary keys); the first answers.
         self._revoked = database.prepare(
-            select(Revocation.id)
-            .where(Revocation.id.in_([bindparam("token_id"), bindparam("session_id")]))
-            .limit(1)
+            select(Revocation.id).where(
+                Revocation.id.in_([bindparam("token_id"), bindparam("session_id")])
+            )
         )
 
     def start(self, user_id: uuid.UUID) -> Tokens:
@@ -94,6 +95,11 @@ class Sessions:
         with self._database.session() as db:
             for key, expires_at in revoke.items():
                 self._revoke(db, key, expires_at)
+
+    @property
+    def revocation_query(self) -> str:
+        """The SQL of the revocation check, for inspection."""
+        return self._revoked.sql
 
     def is_revoked(self, token_id: str, session_id: str | None = None) -> bool:
         """Whether a token's `jti`, or its session, is revoked: one primary-key read."""

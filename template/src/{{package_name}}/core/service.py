@@ -44,7 +44,8 @@ class AuthService:
                 time_cost=settings.argon2_time_cost,
                 memory_kib=settings.argon2_memory_kib,
                 parallelism=settings.argon2_parallelism,
-            )
+            ),
+            max_concurrent=settings.argon2_max_concurrent,
         )
         tokens = TokenService(keys, policy)
         sessions = Sessions(Strategy(settings.refresh_strategy), database, tokens)

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,7 @@ class App:
     ours: bool
     results: dict[str, dict[str, float]] = field(default_factory=dict)
     login_ms: float = 0.0
+    token: str = ""
 
 
 def ensure_wrk() -> str:
@@ -200,27 +202,40 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 """
 
 
-def measure(app: App, binary: str, seconds: int, work: Path) -> None:
-    with server_process(app.cwd, app.framework, "", PYTHON, app.env, app=app.app) as (url, process):
-        token, app.login_ms = sign_in(url)
+def load_routes(
+    apps_: list[App], urls: dict[str, tuple[str, int]], binary: str, seconds: int, rounds: int
+) -> None:
+    """Every app's routes, in rounds that interleave the apps: slow drift of the machine's
+    speed then spreads over all of them. Figures are the medians over the rounds."""
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for round_ in range(rounds):
+        for app in apps_:
+            url, leader = urls[app.name]
+            for route in ROUTES:
+                before = group_cpu_seconds(leader)
+                figures = wrk(binary, url + route, seconds, app.token)
+                figures["cpu_us"] = (group_cpu_seconds(leader) - before) / figures["requests"] * 1e6
+                runs.setdefault((app.name, route), []).append(figures)
+        print(f"  round {round_ + 1} of {rounds} done", flush=True)
+    for app in apps_:
         for route in ROUTES:
-            before = group_cpu_seconds(process.pid)
-            figures = wrk(binary, url + route, seconds, token)
-            cpu = group_cpu_seconds(process.pid) - before
-            figures["cpu_us"] = cpu / figures["requests"] * 1e6
-            app.results[route] = figures
-        if app.framework == "fastapi":
-            # /health latency while logins (Argon2id) run: the event loop must not stall.
-            script = work / "login.lua"
-            script.write_text(LOGIN_SCRIPT)
-            logins = subprocess.Popen(
-                [binary, "-t1", "-c4", f"-d{seconds + 1}s", "-s", str(script), url + "/auth/login"],
-                stdout=subprocess.DEVNULL,
-            )
-            time.sleep(0.5)
-            app.results["/health under logins"] = wrk(binary, url + "/health", seconds, None)
-            logins.wait()
-        print(f"  measured {app.name}", flush=True)
+            measured = runs[(app.name, route)]
+            app.results[route] = {
+                name: statistics.median(run[name] for run in measured) for name in measured[0]
+            }
+
+
+def health_under_logins(app: App, url: str, binary: str, seconds: int, work: Path) -> None:
+    """/health latency while four clients log in without pause (Argon2id at full cost)."""
+    script = work / "login.lua"
+    script.write_text(LOGIN_SCRIPT)
+    logins = subprocess.Popen(
+        [binary, "-t1", "-c4", f"-d{seconds + 1}s", "-s", str(script), url + "/auth/login"],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    app.results["/health under logins"] = wrk(binary, url + "/health", seconds, None)
+    logins.wait()
 
 
 def copier_copy_seconds(work: Path, runs: int) -> float:
@@ -252,13 +267,14 @@ def in_process(project: Path, repeat: int, algorithms: list[str]) -> dict:
     return json.loads(result.stdout)
 
 
-def report(apps_: list[App], figures: dict, copy_seconds: float, seconds: int) -> str:
+def report(apps_: list[App], figures: dict, copy_seconds: float, seconds: int, rounds: int) -> str:
     lines = [
         "# Benchmark results",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores,"
         f" {platform.machine()}, Python {platform.python_version()}, {platform.platform()}.",
-        f"wrk: 1 thread, {CONNECTIONS} connections, {seconds} s per route. FastAPI: uvicorn, 1 worker;"
+        f"wrk: 1 thread, {CONNECTIONS} connections, {seconds} s per route, median of {rounds} rounds"
+        " that interleave the apps. FastAPI: uvicorn, 1 worker;"
         " Flask: gunicorn, 2 sync workers. SQLite databases. Ratios compare figures of this one run;"
         " absolute figures depend on the machine and what else it was doing.",
         "",
@@ -329,11 +345,12 @@ def report(apps_: list[App], figures: dict, copy_seconds: float, seconds: int) -
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per route")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per route")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over every app and route")
     parser.add_argument("--smoke", action="store_true", help="1 s per route, few repetitions")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
-    seconds = 1 if args.smoke else args.seconds
+    seconds, rounds = (1, 1) if args.smoke else (args.seconds, args.rounds)
     binary = ensure_wrk()
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
@@ -342,13 +359,24 @@ def main(argv: list[str]) -> int:
             servers = apps(work, ("fastapi",), ("HS256",))
         else:
             servers = apps(work, ("fastapi", "flask"), ("HS256", "EdDSA"))
-        for app in servers:
-            measure(app, binary, seconds, work)
+        with ExitStack() as stack:
+            urls = {}
+            for app in servers:  # all up at once; only the one under load does work
+                url, process = stack.enter_context(
+                    server_process(app.cwd, app.framework, "", PYTHON, app.env, app=app.app)
+                )
+                urls[app.name] = (url, process.pid)
+                app.token, app.login_ms = sign_in(url)
+            print(f"Loading each route for {seconds} s, {rounds} rounds ...", flush=True)
+            load_routes(servers, urls, binary, seconds, rounds)
+            for app in servers:
+                if app.framework == "fastapi":
+                    health_under_logins(app, urls[app.name][0], binary, seconds, work)
         print("Measuring in process ...", flush=True)
         algorithms = ["HS256", "EdDSA"] if args.smoke else []
         figures = in_process(servers[0].cwd, 20 if args.smoke else 300, algorithms)
         copy_seconds = copier_copy_seconds(work, 1 if args.smoke else 5)
-    text = report(servers, figures, copy_seconds, seconds)
+    text = report(servers, figures, copy_seconds, seconds, rounds)
     print(text)
     args.output.write_text(text)
     return 0

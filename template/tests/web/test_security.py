@@ -127,6 +127,8 @@ def test_tampered_payload(api: Api, keys, subject: str) -> None:
         {"token_type": "id"},
         {"sub": 1},
         {"exp": "never"},
+        {"exp": float("inf")},
+        {"iat": float("nan")},
     ],
     ids=[
         "expired",
@@ -139,6 +141,8 @@ def test_tampered_payload(api: Api, keys, subject: str) -> None:
         "id-type",
         "sub-not-string",
         "exp-not-number",
+        "exp-infinite",
+        "iat-nan",
     ],
 )
 def test_wrong_claim(api: Api, keys, subject: str, changes: dict[str, Any]) -> None:

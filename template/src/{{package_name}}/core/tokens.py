@@ -6,6 +6,7 @@ can never be accepted as another.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -108,6 +109,11 @@ class VerifiedTokens:
         return len(self._claims)
 
 
+def _is_time(value: object) -> bool:
+    """A finite number of seconds (JSON parsing lets NaN and Infinity through)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class TokenService:
     """Signs and verifies this service's tokens with one pinned algorithm."""
 
@@ -200,7 +206,7 @@ class TokenService:
     def _check_times(self, claims: dict[str, Any]) -> None:
         """Expiry, not-before and issued-at, by this service's clock, as PyJWT checks them."""
         times = (claims["exp"], claims["iat"], claims.get("nbf", 0))
-        if any(isinstance(value, bool) or not isinstance(value, int | float) for value in times):
+        if not all(_is_time(value) for value in times):
             raise InvalidToken("The token's times are not numbers.")
         now, leeway = self._clock(), self._policy.leeway_seconds
         if claims["exp"] <= now - leeway:

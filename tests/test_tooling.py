@@ -10,7 +10,7 @@ from conftest import BIN, ROOT
 def test_ruff_clean() -> None:
     for command in (["format", "--check"], ["check"]):
         result = subprocess.run(
-            [BIN / "ruff", *command, "--no-cache", "scripts", "tests"],
+            [BIN / "ruff", *command, "--no-cache", "scripts", "tests", "bench"],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -1,13 +1,14 @@
 """Benchmark the rendered services against what users would otherwise write, in one run.
 
-    python3 scripts/dev.py bench [--seconds N] [--smoke] [--output FILE]
+    python3 scripts/dev.py bench [--seconds N] [--rounds N] [--smoke] [--output FILE]
 
 Renders four variants (FastAPI and Flask, each with HS256 and EdDSA), starts each under its
 production server (uvicorn with one worker; gunicorn with two sync workers) beside the two
-reference apps in bench/ on the same settings, and loads each route with wrk. Then measures
-in process: token issue and verify per algorithm against bare PyJWT, the revocation check,
-login and refresh; and `copier copy` of the default variant. Prints a Markdown report and
-writes it to bench/RESULTS.md (or --output).
+reference apps in bench/ on the same settings, and loads each route with wrk, in rounds that
+interleave the apps (figures are medians over the rounds). Then measures /health under a login
+load (FastAPI), and in process: token issue and verify per algorithm against bare PyJWT, the
+revocation check, login and refresh; and `copier copy` of the default variant. Prints a
+Markdown report with a table of the targets and writes it to bench/RESULTS.md (or --output).
 
 Load generator: wrk (installed from Debian's packages when absent and run as root). It is C
 and event-driven, so one thread drives 32 connections while costing the server's two cores

@@ -14,7 +14,7 @@ from .passwords import Argon2Parameters, PasswordHasher
 from .refresh import Sessions, Strategy, Tokens
 from .schemas import LoginForm, LogoutRequest, Registration, TokenResponse, UserOut
 from .tokens import TokenPolicy, TokenService, bearer_token
-from .users import UserService
+from .users import Profile, UserService
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,7 @@ class AuthService:
         The revocation check and the user lookup are one query.
         """
         claims = self.tokens.verify_access(token)
-        user = self.users.by_subject(
-            claims["sub"], unless_revoked=(claims["jti"], claims.get("sid"))
-        )
+        user = self.users.by_subject(claims["sub"], claims["jti"], claims.get("sid"))
         return _user_out(user)
 
     def jwks(self) -> dict[str, Any]:
@@ -103,7 +101,7 @@ class AuthService:
         return self.keys.jwks()
 
 
-def _user_out(user: User) -> UserOut:
+def _user_out(user: User | Profile) -> UserOut:
     return UserOut(id=str(user.id), username=user.username)
 
 

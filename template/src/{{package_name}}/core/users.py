@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database, Revocation, User
 from .errors import InvalidCredentials, RevokedToken, UnknownUser, UsernameTaken
 from .passwords import PasswordHasher
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a token's user may see of itself."""
+
+    id: uuid.UUID
+    username: str
 
 
 class UserService:
@@ -19,6 +27,13 @@ class UserService:
     def __init__(self, database: Database, hasher: PasswordHasher) -> None:
         self._database = database
         self._hasher = hasher
+        # The user's name and whether the token (or its login) is revoked, in one read.
+        revoked = select(Revocation.id).where(
+            Revocation.id.in_([bindparam("token_id"), bindparam("session_id")])
+        )
+        self._profile = database.prepare(
+            select(User.username, revoked.exists()).where(User.id == bindparam("user_id"))
+        )
 
     def register(self, username: str, password: str) -> User:
         """Create a user, or raise `UsernameTaken`; the database decides races."""
@@ -48,22 +63,26 @@ class UserService:
             raise InvalidCredentials()
         return user
 
-    def by_subject(self, subject: str, unless_revoked: Iterable[str | None] = ()) -> User:
-        """Return the user a token's `sub` names, or raise `UnknownUser`.
-
-        With `unless_revoked` (a token's `jti` and session id), raise `RevokedToken` if any of
-        them is revoked: the same single query reads both.
-        """
+    def by_subject(
+        self, subject: str, token_id: str | None = None, session_id: str | None = None
+    ) -> Profile:
+        """Return the user a token's `sub` names, or raise `UnknownUser`; with the token's `jti`
+        (and session id), raise `RevokedToken` if either is revoked. One read for both."""
         try:
             user_id = uuid.UUID(subject)
         except ValueError as exc:
             raise UnknownUser() from exc
-        keys = [key for key in unless_revoked if key]
-        revoked = select(Revocation.id).where(Revocation.id.in_(keys)).exists()
-        with self._database.session() as session:
-            row = session.execute(select(User, revoked).where(User.id == user_id)).first()
+        no_token = ""  # matches no revocation
+        row = self._profile.first(
+            {
+                "user_id": user_id,
+                "token_id": token_id or no_token,
+                "session_id": session_id or token_id or no_token,
+            }
+        )
         if row is None:
             raise UnknownUser()
-        if row[1]:
+        username, revoked = row
+        if revoked:
             raise RevokedToken()
-        return row[0]
+        return Profile(id=user_id, username=username)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -40,17 +40,9 @@ def server_command(
 
 
 @contextmanager
-def running_server(
-    project: Path,
-    framework: str,
-    package: str,
-    python: Path,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
-    app: str | None = None,
-) -> Iterator[str]:
-    """Run the server in `project` and yield its base URL; stop it by PID on the way out."""
-    with server_process(project, framework, package, python, env, timeout, app) as (url, _):
+def running_server(*args: Any, **kwargs: Any) -> Iterator[str]:
+    """`server_process` (same arguments), yielding only the base URL."""
+    with server_process(*args, **kwargs) as (url, _):
         yield url
 
 
@@ -64,7 +56,8 @@ def server_process(
     timeout: float = 30.0,
     app: str | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`running_server`, yielding the process too (its PID leads the server's process group)."""
+    """Run the server in `project`; yield its base URL and its process (whose PID leads the
+    server's process group). The server is stopped by PID on the way out, always."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(

@@ -17,6 +17,8 @@ from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
 from liveserver import running_server
 
+pytestmark = pytest.mark.matrix
+
 PASSWORD = "correct horse battery"
 CHALLENGE = "Bearer"
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.matrix
+
 BAD_ANSWERS = [
     ("project_name", "   ", "Type a name for the project"),
     ("package_name", "Orders-API", "Type a lower-case Python identifier"),

@@ -26,6 +26,7 @@ def is_rendered(path: Path) -> bool:
     return "__pycache__" not in path.parts and not path.name.endswith((".db", ".db-wal", ".db-shm"))
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("answers", matrix())
 def test_no_template_syntax_is_left(render, answers: dict[str, Any]) -> None:
     project = render(**answers)
@@ -37,6 +38,7 @@ def test_no_template_syntax_is_left(render, answers: dict[str, Any]) -> None:
         assert leftover is None, f"{leftover.group()!r} left in {path.relative_to(project.path)}"
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("answers", matrix())
 def test_ruff_finds_nothing_to_change(render, answers: dict[str, Any]) -> None:
     project = render(**answers)
@@ -70,6 +72,7 @@ def assert_suite_passes(
     assert "failed" not in summary, summary
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("answers", matrix())
 def test_rendered_suite_passes(render, suite_runner, answers: dict[str, Any]) -> None:
     assert_suite_passes(render(**answers), runner=suite_runner)
@@ -187,6 +190,7 @@ DISTRIBUTION_OF = {"jwt": "pyjwt", "pydantic_settings": "pydantic-settings"}
 SERVERS = {"uvicorn", "gunicorn"}
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("answers", matrix())
 def test_dependencies_are_exactly_what_src_imports(render, answers: dict[str, Any]) -> None:
     project = render(**answers)

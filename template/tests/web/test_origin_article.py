@@ -41,15 +41,17 @@ def test_bearer_prefix_is_stripped_before_decoding(api: Api) -> None:
     assert reply.status == 200
 
 
-def test_two_protected_routes_coexist(api: Api, add_protected_route: Callable[[str], None]) -> None:
+def test_two_protected_routes_coexist(
+    new_api: Api, add_protected_route: Callable[[str], None]
+) -> None:
     """The article's decorator lacked `functools.wraps`: a second protected view clashed."""
     add_protected_route("/test/second-protected")
-    token = api.signed_in()
-    assert api.get("/users/me", token=token).status == 200
-    reply = api.get("/test/second-protected", token=token)
+    token = new_api.signed_in()
+    assert new_api.get("/users/me", token=token).status == 200
+    reply = new_api.get("/test/second-protected", token=token)
     assert reply.status == 200
     assert reply.body == {"username": "alice"}
-    assert api.get("/test/second-protected").status == 401
+    assert new_api.get("/test/second-protected").status == 401
 
 
 def test_protected_view_receives_the_user(api: Api) -> None:

@@ -15,6 +15,7 @@ and the runner answers {"returncode": N}.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -131,8 +132,8 @@ def main() -> None:
     here = Path(__file__).resolve().parent
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
     preload()
-    import gc
-
+    # Out of the collector's sight: its passes in each fork would otherwise walk (and copy)
+    # every object imported here.
     gc.freeze()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

@@ -162,6 +162,7 @@ _VARIANT = re.compile(
     r"(?P<variant>(fastapi|flask)-[A-Za-z0-9]+-(rotating|stateless|none))(-sqlite|-postgresql|-pg)?"
 )
 _CHECKS: dict[str, dict[str, list[Any]]] = {}
+_WORKERS: dict[str, set[str]] = {}
 _SHORT = {
     "test_no_template_syntax_is_left": "no-jinja",
     "test_ruff_finds_nothing_to_change": "ruff",
@@ -231,6 +232,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     check[0] = check[0] and not report.failed
     check[1] += report.duration  # set-up (rendering, server start) and tear-down count too
     check[2] += report.when == "call"
+    worker = getattr(getattr(report, "node", None), "gateway", None)
+    if worker is not None:  # under xdist, on the controller
+        _WORKERS.setdefault(match.group("variant"), set()).add(worker.id)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -251,3 +255,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     write(f"{'variant':<36} {'result':<6} {'seconds':>8}  checks")
     for seconds, variant, names, result in sorted(rows, reverse=True):
         write(f"{variant:<36} {result:<6} {seconds:>8.1f}  {names}")
+    split = sorted(variant for variant, workers in _WORKERS.items() if len(workers) > 1)
+    if split:  # each was rendered, and its server started, once per worker
+        write(f"Variants run on more than one worker: {', '.join(split)}", yellow=True)

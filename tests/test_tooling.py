@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, variant_of
 
 
 def test_ruff_clean() -> None:
@@ -17,3 +17,19 @@ def test_ruff_clean() -> None:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_scheduling_keeps_a_variants_checks_together() -> None:
+    """A variant's checks in every module are one unit of work for xdist; other tests alone."""
+    nodeids = [
+        "tests/test_render.py::test_rendered_suite_passes[flask-ES384-stateless]",
+        "tests/test_render.py::test_rendered_suite_passes_on_postgresql[flask-ES384-stateless-pg]",
+        "tests/test_contract.py::test_register_validation[flask-ES384-stateless-body1]",
+        "tests/test_live_sessions.py::test_replay_and_race[flask-ES384-stateless-postgresql]",
+    ]
+    assert {variant_of(nodeid) for nodeid in nodeids} == {"flask-ES384-stateless"}
+    assert variant_of(nodeids[0].replace("flask", "fastapi")) == "fastapi-ES384-stateless"
+    assert (
+        variant_of("tests/test_render.py::test_only_the_chosen_framework_is_rendered[flask]")
+        is None
+    )

@@ -10,7 +10,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Select, String, Uuid, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Select,
+    String,
+    Uuid,
+    bindparam,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -43,6 +53,18 @@ class Revocation(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+#: The revocation of a token (bound as `token_id`) or of its login (`session_id`): one read by
+#: primary key. Bind it with `revocation_parameters`.
+REVOKED = select(Revocation.id).where(
+    Revocation.id.in_([bindparam("token_id"), bindparam("session_id")])
+)
+
+
+def revocation_parameters(token_id: str | None, session_id: str | None = None) -> dict[str, str]:
+    """`REVOKED`'s parameters; an id not given matches nothing (no revocation id is empty)."""
+    return {"token_id": token_id or "", "session_id": session_id or token_id or ""}
 
 
 class RefreshToken(Base):

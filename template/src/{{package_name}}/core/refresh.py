@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .db import Database, RefreshToken, Revocation
+from .db import REVOKED, Database, RefreshToken, Revocation, revocation_parameters
 from .errors import InvalidToken, RefreshTokenReused, RevokedToken
 from .tokens import IssuedToken, TokenService
 
@@ -50,12 +50,7 @@ class Sessions:
         self.strategy = strategy
         self._database = database
         self._tokens = tokens
-        # At most two rows (primary keys); the first answers.
-        self._revoked = database.prepare(
-            select(Revocation.id).where(
-                Revocation.id.in_([bindparam("token_id"), bindparam("session_id")])
-            )
-        )
+        self._revoked = database.prepare(REVOKED)
 
     def start(self, user_id: uuid.UUID) -> Tokens:
         """Begin a session at login."""
@@ -103,8 +98,7 @@ class Sessions:
 
     def is_revoked(self, token_id: str, session_id: str | None = None) -> bool:
         """Whether a token's `jti`, or its session, is revoked: one primary-key read."""
-        parameters = {"token_id": token_id, "session_id": session_id or token_id}
-        return self._revoked.first(parameters) is not None
+        return self._revoked.first(revocation_parameters(token_id, session_id)) is not None
 
     def _rotate(self, claims: dict[str, Any]) -> Tokens:
         now = self._tokens.now()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database, Revocation, User
+from .db import REVOKED, Database, User, revocation_parameters
 from .errors import InvalidCredentials, RevokedToken, UnknownUser, UsernameTaken
 from .passwords import PasswordHasher
 
@@ -28,11 +28,8 @@ class UserService:
         self._database = database
         self._hasher = hasher
         # The user's name and whether the token (or its login) is revoked, in one read.
-        revoked = select(Revocation.id).where(
-            Revocation.id.in_([bindparam("token_id"), bindparam("session_id")])
-        )
         self._profile = database.prepare(
-            select(User.username, revoked.exists()).where(User.id == bindparam("user_id"))
+            select(User.username, REVOKED.exists()).where(User.id == bindparam("user_id"))
         )
 
     def register(self, username: str, password: str) -> User:
@@ -72,13 +69,8 @@ class UserService:
             user_id = uuid.UUID(subject)
         except ValueError as exc:
             raise UnknownUser() from exc
-        no_token = ""  # matches no revocation
         row = self._profile.first(
-            {
-                "user_id": user_id,
-                "token_id": token_id or no_token,
-                "session_id": session_id or token_id or no_token,
-            }
+            {"user_id": user_id, **revocation_parameters(token_id, session_id)}
         )
         if row is None:
             raise UnknownUser()

@@ -79,7 +79,7 @@ def run_db(command: str, settings: Settings) -> str:
     database = Database(settings.database_url)
     try:
         database.create_tables()
-        removed = delete_expired(database, int(time.time()))
+        removed = delete_expired(database, int(time.time()), settings.jwt_leeway_seconds)
     finally:
         database.dispose()
     return f"Deleted {removed} expired records."

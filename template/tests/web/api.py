@@ -39,7 +39,8 @@ class Api:
 
     def login(self, username: str = "alice", password: str = PASSWORD) -> str:
         """Log in with the OAuth2 form and return the access token."""
-        reply = self.post("/auth/login", data={"username": username, "password": password})
+        form = {"grant_type": "password", "username": username, "password": password}
+        reply = self.post("/auth/login", data=form)
         assert reply.status == 200, reply.body
         return reply.body["access_token"]
 

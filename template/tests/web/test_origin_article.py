@@ -63,16 +63,17 @@ def test_protected_view_receives_the_user(api: Api) -> None:
 def test_login_and_register_need_no_token(api: Api) -> None:
     """The article's `before_request` check also blocked the login route."""
     assert api.register("alice").status == 201
-    reply = api.post("/auth/login", data={"username": "alice", "password": "correct horse battery"})
-    assert reply.status == 200
+    assert api.login("alice")
     assert api.get("/health").status == 200
 
 
 def test_login_checks_the_password(api: Api) -> None:
     """The article 'authenticated' by returning user 1 without a password check."""
     api.register("alice")
-    reply = api.post("/auth/login", data={"username": "alice", "password": "not her password"})
-    assert reply.status == 401
+    form = {"grant_type": "password", "username": "alice", "password": "not her password"}
+    reply = api.post("/auth/login", data=form)
+    assert reply.status == 400
+    assert reply.body["error"] == "invalid_grant"
 
 
 def test_secret_is_not_hard_coded(api: Api, keys) -> None:
@@ -88,11 +89,7 @@ def test_secret_is_not_hard_coded(api: Api, keys) -> None:
 def test_every_401_carries_www_authenticate(api: Api) -> None:
     """The article's 401s had no `WWW-Authenticate` header (RFC 6750 section 3)."""
     api.register("alice")
-    replies = [
-        api.get("/users/me"),
-        api.get("/users/me", token="bad"),
-        api.post("/auth/login", data={"username": "alice", "password": "wrong password"}),
-    ]
+    replies = [api.get("/users/me"), api.get("/users/me", token="bad"), api.post("/auth/logout")]
     for reply in replies:
         assert reply.status == 401
         assert reply.headers["WWW-Authenticate"].startswith("Bearer")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import jwt
 import pytest
 
-from ..helpers import settings_with
+from ..helpers import header_for, settings_with, sign_raw
 from .api import PASSWORD, Api, Reply, bearer
+from .test_login import assert_token_error
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 STRATEGIES = ["none", "stateless", "rotating"]
 
@@ -23,7 +27,9 @@ def strategy_api(request, make_api: Callable, settings) -> Api:
 
 def login(api: Api, username: str = "alice") -> dict:
     api.register(username)
-    reply = api.post("/auth/login", data={"username": username, "password": PASSWORD})
+    reply = api.post(
+        "/auth/login", data={"grant_type": "password", "username": username, "password": PASSWORD}
+    )
     assert reply.status == 200
     return reply.body
 
@@ -73,10 +79,10 @@ def test_access_and_refresh_tokens_cannot_be_swapped(refreshing_api: Api) -> Non
     as_access = refreshing_api.get("/users/me", token=tokens["refresh_token"])
     assert as_access.status == 401
     assert as_access.body["code"] == "invalid_token"
+    assert as_access.body["detail"] == "An access token is required here."
     as_refresh = refresh(refreshing_api, tokens["access_token"])
-    assert as_refresh.status == 401
-    assert as_refresh.body["code"] == "invalid_token"
-    assert as_refresh.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    assert_token_error(as_refresh, "invalid_grant", "invalid_token")
+    assert as_refresh.body["detail"] == "A refresh token is required here."
 
 
 def test_refresh_flow_then_logout(refreshing_api: Api) -> None:
@@ -107,26 +113,87 @@ def test_refresh_flow_then_logout(refreshing_api: Api) -> None:
     assert logout.status == 204
     assert refreshing_api.get("/users/me", token=access).status == 401
     after = refresh(refreshing_api, second.body["refresh_token"])
-    assert after.status == 401
-    assert after.body == {"detail": "The token has been revoked.", "code": "invalid_token"}
+    assert_token_error(after, "invalid_grant", "invalid_token")
+    assert after.body["detail"] == "The token has been revoked."
 
 
-def test_logout_with_another_users_refresh_token_is_refused(refreshing_api: Api) -> None:
+def test_refresh_as_an_rfc_6749_form_at_both_paths(refreshing_api: Api) -> None:
+    """Section 6's refresh: at /auth/refresh, and at the token endpoint /auth/login."""
+    tokens = login(refreshing_api)
+    for path in ("/auth/refresh", "/auth/login"):
+        form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        reply = refreshing_api.post(path, data=form)
+        assert reply.status == 200, reply.body
+        assert reply.headers["Cache-Control"] == "no-store"
+        assert refreshing_api.get("/users/me", token=reply.body["access_token"]).status == 200
+        tokens = reply.body
+
+
+def test_refresh_refuses_other_grants_and_forms_without_one(refreshing_api: Api) -> None:
+    tokens = login(refreshing_api)
+    form = {"grant_type": "password", "username": "alice", "password": PASSWORD}
+    assert_token_error(
+        refreshing_api.post("/auth/refresh", data=form),
+        "unsupported_grant_type",
+        "unsupported_grant_type",
+    )
+    bare = refreshing_api.post("/auth/refresh", data={"refresh_token": tokens["refresh_token"]})
+    assert_token_error(bare, "invalid_request", "validation_error")
+    twice = f"grant_type=refresh_token&refresh_token={tokens['refresh_token']}&refresh_token=x"
+    repeated = refreshing_api.post("/auth/refresh", content=twice.encode(), headers=FORM)
+    assert_token_error(repeated, "invalid_request", "validation_error")
+
+
+def test_refresh_grant_at_the_token_endpoint_without_a_strategy(make_api, settings) -> None:
+    api = make_api(settings_with(settings, refresh_strategy="none"))
+    tokens = login(api)
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["access_token"]}
+    reply = api.post("/auth/login", data=form)
+    assert_token_error(reply, "unsupported_grant_type", "unsupported_grant_type")
+
+
+def test_logout_with_another_users_refresh_token_still_logs_out(refreshing_api: Api) -> None:
     alice, bob = login(refreshing_api, "alice"), login(refreshing_api, "bob")
     reply = refreshing_api.post(
         "/auth/logout",
         headers=bearer(alice["access_token"]),
         json={"refresh_token": bob["refresh_token"]},
     )
-    assert reply.status == 401
-    assert reply.body["code"] == "invalid_token"
+    assert reply.status == 200
+    assert reply.body == {
+        "logged_out": True,
+        "refresh_token_error": {
+            "detail": "The refresh token belongs to another user.",
+            "code": "invalid_token",
+        },
+    }
+    assert refreshing_api.get("/users/me", token=alice["access_token"]).status == 401
+    assert refresh(refreshing_api, alice["refresh_token"]).status == 400
     assert refresh(refreshing_api, bob["refresh_token"]).status == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"refresh_token": "not-a-token"}, "invalid_token"),
+        ({"refresh_token": 7}, "validation_error"),
+    ],
+)
+def test_logout_with_a_bad_refresh_token_still_logs_out(
+    refreshing_api: Api, body: dict, code: str
+) -> None:
+    tokens = login(refreshing_api)
+    reply = refreshing_api.post("/auth/logout", headers=bearer(tokens["access_token"]), json=body)
+    assert reply.status == 200
+    assert reply.body["logged_out"] is True
+    assert reply.body["refresh_token_error"]["code"] == code
+    assert refreshing_api.get("/users/me", token=tokens["access_token"]).status == 401
+    assert refresh(refreshing_api, tokens["refresh_token"]).status == 400
 
 
 def test_refresh_validation(refreshing_api: Api) -> None:
     reply = refreshing_api.post("/auth/refresh", json={})
-    assert reply.status == 422
-    assert reply.body["code"] == "validation_error"
+    assert_token_error(reply, "invalid_request", "validation_error")
 
 
 def test_replayed_refresh_token_revokes_the_whole_login(make_api: Callable, settings) -> None:
@@ -134,15 +201,15 @@ def test_replayed_refresh_token_revokes_the_whole_login(make_api: Callable, sett
     tokens = login(api)
     rotated = refresh(api, tokens["refresh_token"]).body
     replay = refresh(api, tokens["refresh_token"])
-    assert replay.status == 401
-    assert replay.body["code"] == "refresh_token_reused"
-    assert replay.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    assert_token_error(replay, "invalid_grant", "refresh_token_reused")
     # The attacker's and the victim's tokens both stop working.
-    assert refresh(api, rotated["refresh_token"]).status == 401
+    assert refresh(api, rotated["refresh_token"]).status == 400
     assert api.get("/users/me", token=rotated["access_token"]).status == 401
     assert api.get("/users/me", token=tokens["access_token"]).status == 401
     # Other logins of the same user are untouched.
-    other = api.post("/auth/login", data={"username": "alice", "password": PASSWORD}).body
+    other = api.post(
+        "/auth/login", data={"grant_type": "password", "username": "alice", "password": PASSWORD}
+    ).body
     assert api.get("/users/me", token=other["access_token"]).status == 200
 
 
@@ -152,3 +219,20 @@ def test_rotation_never_extends_the_login(make_api: Callable, settings) -> None:
     first_exp = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})["exp"]
     rotated = refresh(api, tokens["refresh_token"]).body["refresh_token"]
     assert jwt.decode(rotated, options={"verify_signature": False})["exp"] == first_exp
+
+
+def test_logout_with_an_expired_refresh_token_still_logs_out(refreshing_api: Api, keys) -> None:
+    tokens = login(refreshing_api)
+    claims = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})
+    expired = {**claims, "iat": claims["iat"] - 7200, "exp": claims["iat"] - 3600}
+    header = header_for(keys, typ="rt+jwt")
+    stale = sign_raw(keys, header, json.dumps(expired).encode())
+    reply = refreshing_api.post(
+        "/auth/logout", headers=bearer(tokens["access_token"]), json={"refresh_token": stale}
+    )
+    assert reply.status == 200
+    assert reply.body["refresh_token_error"] == {
+        "detail": "The token has expired.",
+        "code": "token_expired",
+    }
+    assert refreshing_api.get("/users/me", token=tokens["access_token"]).status == 401

@@ -1,10 +1,12 @@
 """GET /users/me and every way it answers 401."""
 
+import json
 import time
 
 import jwt
 import pytest
 
+from ..helpers import header_for, sign_raw
 from .api import Api
 
 CHALLENGE_INVALID = 'Bearer error="invalid_token", error_description="The token is invalid."'
@@ -15,6 +17,21 @@ def test_me_returns_the_token_owner(api: Api) -> None:
     reply = api.get("/users/me", token=api.login())
     assert reply.status == 200
     assert reply.body == user
+    assert reply.headers["Cache-Control"] == "no-store"
+    assert reply.headers["Pragma"] == "no-cache"
+
+
+def test_more_than_one_authorization_header_is_refused(api: Api) -> None:
+    """Which header would count is ambiguous (one framework took the first, one joined them)."""
+    token = api.signed_in()
+    headers = [("Authorization", f"Bearer {token}"), ("Authorization", "Bearer other")]
+    reply = api.request("GET", "/users/me", headers=headers)
+    assert reply.status == 400
+    assert reply.body == {
+        "detail": "Send one Authorization header, with one bearer token.",
+        "code": "invalid_request",
+    }
+    assert reply.headers["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
 
 
 def test_each_user_sees_only_itself(api: Api) -> None:
@@ -59,8 +76,8 @@ def test_forged_token_is_refused(api: Api) -> None:
 def test_expired_token_is_refused_with_its_own_code(api: Api, keys) -> None:
     token = api.signed_in()
     claims = jwt.decode(token, options={"verify_signature": False})
-    claims["exp"] = int(time.time()) - 1
-    expired = jwt.encode(claims, keys.signing_key, keys.algorithm, {"kid": keys.kid})
+    claims["exp"] = int(time.time()) - 120  # beyond the default leeway (30 s)
+    expired = sign_raw(keys, header_for(keys), json.dumps(claims).encode())
     reply = api.get("/users/me", token=expired)
     assert reply.status == 401
     assert reply.body == {"detail": "The token has expired.", "code": "token_expired"}

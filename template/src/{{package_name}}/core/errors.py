@@ -3,7 +3,8 @@
 Every error a client can cause derives from `ServiceError` and carries a stable
 `code`. `problem_for` turns any of them (or a bare HTTP status raised by the
 framework) into the status, JSON body and headers of the HTTP contract, so the
-Flask and FastAPI layers share one mapping.
+Flask and FastAPI layers share one mapping. At the token endpoint (login, refresh)
+errors take RFC 6749's form instead (`TokenEndpointError`), which OAuth2 clients read.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ class ServiceError(Exception):
     code = "service_error"
     status = HTTPStatus.BAD_REQUEST
     detail = "The request could not be processed."
+    #: RFC 6749 section 5.2's `error` when the token endpoint raises this; None: not an
+    #: OAuth2 error, answered in the service's own envelope there too.
+    oauth_error: str | None = None
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail or self.detail)
@@ -34,6 +38,16 @@ class ValidationFailed(ServiceError):
     code = "validation_error"
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     detail = "The request body is invalid."
+    oauth_error = "invalid_request"
+
+
+class UnsupportedGrantType(ServiceError):
+    """Raised when the token endpoint is asked for a grant it does not offer."""
+
+    code = "unsupported_grant_type"
+    status = HTTPStatus.BAD_REQUEST
+    detail = "The grant_type is not supported here."
+    oauth_error = "unsupported_grant_type"
 
 
 class NotFound(ServiceError):
@@ -53,7 +67,8 @@ class UsernameTaken(ServiceError):
 
 
 class AuthError(ServiceError):
-    """Base of every authentication failure; always a 401 with a Bearer challenge."""
+    """Base of every authentication failure: a 401 (a 400 for a malformed request) with a
+    Bearer challenge."""
 
     code = "not_authenticated"
     status = HTTPStatus.UNAUTHORIZED
@@ -62,6 +77,23 @@ class AuthError(ServiceError):
     def challenge(self) -> str:
         """Return the `WWW-Authenticate` value for this failure (RFC 6750 section 3)."""
         return "Bearer"
+
+    def _challenge_with(self, error: str) -> str:
+        """A challenge naming RFC 6750's `error` and describing it with `detail`."""
+        description = self.detail.replace("\\", "").replace('"', "'")
+        return f'Bearer error="{error}", error_description="{description}"'
+
+
+class InvalidRequest(AuthError):
+    """Raised when the credentials are sent in a malformed way (RFC 6750 section 3.1)."""
+
+    code = "invalid_request"
+    status = HTTPStatus.BAD_REQUEST
+    detail = "The Authorization header is malformed."
+
+    def challenge(self) -> str:
+        """Return the challenge with `error="invalid_request"` and a description."""
+        return self._challenge_with("invalid_request")
 
 
 class MissingToken(AuthError):
@@ -75,6 +107,7 @@ class InvalidCredentials(AuthError):
 
     code = "invalid_credentials"
     detail = "Incorrect username or password."
+    oauth_error = "invalid_grant"
 
 
 class InvalidToken(AuthError):
@@ -82,11 +115,11 @@ class InvalidToken(AuthError):
 
     code = "invalid_token"
     detail = "The token is invalid."
+    oauth_error = "invalid_grant"
 
     def challenge(self) -> str:
         """Return the challenge with `error="invalid_token"` and a description."""
-        description = self.detail.replace("\\", "").replace('"', "'")
-        return f'Bearer error="invalid_token", error_description="{description}"'
+        return self._challenge_with("invalid_token")
 
 
 class ExpiredToken(InvalidToken):
@@ -115,6 +148,22 @@ class UnknownUser(InvalidToken):
     detail = "The token's user no longer exists."
 
 
+class TokenEndpointError(ServiceError):
+    """Raised when the token endpoint refuses a request: RFC 6749 section 5.2's 400 with
+    `error` and `error_description`, keeping the service's `code` and `detail` beside them."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, cause: ServiceError) -> None:
+        super().__init__(cause.detail)
+        self.code = cause.code
+        self.oauth_error = cause.oauth_error
+
+
+#: Headers of every response that carries tokens or user data (RFC 6749 section 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
 @dataclass(frozen=True)
 class Problem:
     """An error response as data: status, JSON body and extra headers."""
@@ -126,8 +175,12 @@ class Problem:
 
 def problem_for(error: ServiceError) -> Problem:
     """Describe a service error as the HTTP contract's error response."""
+    body = {"detail": error.detail, "code": error.code}
+    if isinstance(error, TokenEndpointError) and error.oauth_error:
+        body = {"error": error.oauth_error, "error_description": error.detail, **body}
+        return Problem(int(error.status), body, dict(NO_STORE))
     headers = {"WWW-Authenticate": error.challenge()} if isinstance(error, AuthError) else {}
-    return Problem(int(error.status), {"detail": error.detail, "code": error.code}, headers)
+    return Problem(int(error.status), body, headers)
 
 
 def problem_for_status(status: int) -> Problem:

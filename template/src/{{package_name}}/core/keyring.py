@@ -3,6 +3,10 @@
 The key ring is a directory (JWT_KEYS_DIR) of key files, one per `kid`, and a manifest naming
 the current key, an optional staged key (trusted, not yet signing) and retiring keys (trusted
 until their grace period ends). Files are created with mode 0600 in a 0700 directory.
+
+A running service follows the ring: it rereads the manifest when it changes (looking at most
+once a second), so `keys stage`, `keys rotate` and `keys retire` take effect without a
+restart, and a retiring key stops verifying, and leaves the JWK Set, when its grace ends.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,11 +23,22 @@ from pathlib import Path
 
 from ..settings import Settings
 from .errors import ConfigError
-from .keys import KeySet, build_keyset, generate_key_material, is_hmac, load_key, split_key_list
+from .keys import (
+    Key,
+    KeySet,
+    build_keyset,
+    generate_key_material,
+    is_hmac,
+    key_type,
+    load_key,
+    split_key_list,
+)
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "keyring.json"
+#: How often, at most, a running service looks for a changed manifest (one `stat`).
+RECHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -51,12 +67,28 @@ class KeyRing:
         return (self.directory / MANIFEST).is_file()
 
     def load(self) -> KeySet:
-        """Parse every trusted key once: current, staged, and retiring keys still in grace."""
+        """Parse every trusted key once: current, staged, and retiring keys still in grace.
+
+        A retiring key carries the end of its grace, so the key set stops trusting it then.
+        """
         manifest = self._read()
         now = self._clock()
         current = self._load(manifest.current, verify_only=False)
-        others = [self._load(kid, verify_only=True) for kid in self._trusted_others(manifest, now)]
-        return build_keyset(self.algorithm, current, others)
+        others = [self._load(manifest.staged, verify_only=True)] if manifest.staged else []
+        others += [
+            self._load(kid, verify_only=True, trusted_until=until)
+            for kid, until in manifest.retiring.items()
+            if until > now
+        ]
+        return build_keyset(self.algorithm, current, others, self._clock)
+
+    def version(self) -> tuple[int, int, int] | None:
+        """What changes when the manifest is rewritten (it is replaced, never edited in place)."""
+        try:
+            stat = (self.directory / MANIFEST).stat()
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def create(self) -> bool:
         """Create the ring with one new key; False if another process created it first."""
@@ -116,18 +148,16 @@ class KeyRing:
             rows.append((kid, f"retiring: {state} {when}"))
         return rows
 
-    def _trusted_others(self, manifest: Manifest, now: float) -> list[str]:
-        retiring = [kid for kid, until in manifest.retiring.items() if until > now]
-        return ([manifest.staged] if manifest.staged else []) + retiring
-
-    def _load(self, kid: str, *, verify_only: bool):
+    def _load(self, kid: str, *, verify_only: bool, trusted_until: float | None = None) -> Key:
         path = self.directory / f"{kid}.key"
         try:
             material = path.read_text()
         except OSError as exc:
             raise ConfigError(f"JWT_KEYS_DIR: cannot read key {path}: {exc.strerror}") from exc
         try:
-            key = load_key(self.algorithm, material, verify_only=verify_only)
+            key = load_key(
+                self.algorithm, material, verify_only=verify_only, trusted_until=trusted_until
+            )
         except ConfigError as exc:
             raise ConfigError(f"JWT_KEYS_DIR: {path} {exc}") from exc
         if key.kid != kid:
@@ -150,7 +180,9 @@ class KeyRing:
             ) from None
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"JWT_KEYS_DIR: {path} is not a key ring manifest") from exc
-        if manifest.algorithm != self.algorithm:
+        # EdDSA and Ed25519 name the same signature with the same keys: a ring made for one
+        # serves the other.
+        if key_type(manifest.algorithm) != key_type(self.algorithm):
             raise ConfigError(
                 f"JWT_KEYS_DIR holds {manifest.algorithm} keys but JWT_ALGORITHM is "
                 f"{self.algorithm}; point JWT_KEYS_DIR at another directory or change the algorithm"
@@ -164,6 +196,41 @@ class KeyRing:
         staging.replace(path)
 
 
+class RingKeys:
+    """The key ring's key set, kept current while the service runs.
+
+    `current()` is called per request: it costs a clock read, and once a second a `stat` of
+    the manifest; only a changed manifest is parsed again. A ring that cannot be read any more
+    (a half-finished manual edit, a deleted key file) keeps the last good key set and logs why.
+    """
+
+    def __init__(self, ring: KeyRing, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ring = ring
+        self._clock = clock
+        self._version = ring.version()
+        self._keys = ring.load()
+        self._checked = clock()
+        self._lock = threading.Lock()
+
+    def current(self) -> KeySet:
+        """The key set as the ring is now."""
+        if self._clock() - self._checked >= RECHECK_SECONDS:
+            self._recheck()
+        return self._keys
+
+    def _recheck(self) -> None:
+        with self._lock:
+            self._checked = self._clock()
+            version = self._ring.version()
+            if version == self._version:
+                return
+            try:
+                self._keys = self._ring.load()
+            except ConfigError as exc:
+                log.error("Kept the previous keys: the key ring changed but %s", exc)
+            self._version = version
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a new file that only its owner can read (0600), refusing to overwrite one."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -171,11 +238,12 @@ def _write_private(path: Path, text: str) -> None:
         file.write(text)
 
 
-def load_keys(settings: Settings) -> KeySet:
+def load_keys(settings: Settings) -> KeySet | RingKeys:
     """Load the keys once at start-up: from the environment if set, else from the key ring.
 
     In development an empty key ring is created with a new key, so no manual step is needed;
     anywhere else a missing key stops the start with a message naming the variable to set.
+    Either result is a key source: `current()` returns the key set to use now.
     """
     algorithm = settings.jwt_algorithm
     variable, material = _signing_material(settings)
@@ -203,7 +271,7 @@ def load_keys(settings: Settings) -> KeySet:
             )
         if ring.create():
             log.warning("Created a new %s key ring in %s (git-ignored).", algorithm, ring.directory)
-    return ring.load()
+    return RingKeys(ring)
 
 
 def _signing_material(settings: Settings) -> tuple[str, str | None]:
@@ -231,7 +299,7 @@ def _signing_material(settings: Settings) -> tuple[str, str | None]:
     return "JWT_PRIVATE_KEY", pem.get_secret_value() if pem else None
 
 
-def _load_named(variable: str, algorithm: str, material: str, *, verify_only: bool):
+def _load_named(variable: str, algorithm: str, material: str, *, verify_only: bool) -> Key:
     try:
         return load_key(algorithm, material, verify_only=verify_only)
     except ConfigError as exc:

@@ -11,13 +11,14 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwt.algorithms import get_default_algorithms
+from jwt.algorithms import Algorithm, OKPAlgorithm, get_default_algorithms
 
 from .errors import ConfigError
 
@@ -25,7 +26,13 @@ from .errors import ConfigError
 HMAC_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
-SUPPORTED_ALGORITHMS = (*HMAC_SECRET_BYTES, *RSA_ALGORITHMS, *EC_CURVES, "EdDSA")
+#: Ed25519 signatures: "Ed25519" is RFC 9864's fully-specified name; "EdDSA" is the older,
+#: polymorphic name that RFC 9864 deprecates. Both sign with the same Ed25519 keys.
+ED25519_ALGORITHMS = ("Ed25519", "EdDSA")
+SUPPORTED_ALGORITHMS = (*HMAC_SECRET_BYTES, *RSA_ALGORITHMS, *EC_CURVES, *ED25519_ALGORITHMS)
+
+#: Names PyJWT does not know yet (2.15 predates RFC 9864), and the implementation of each.
+EXTRA_ALGORITHMS: dict[str, Callable[[], Algorithm]] = {"Ed25519": OKPAlgorithm}
 
 RSA_MIN_BITS = 2048
 RSA_GENERATED_BITS = 3072
@@ -41,44 +48,88 @@ def is_hmac(algorithm: str) -> bool:
     return algorithm in HMAC_SECRET_BYTES
 
 
+def key_type(algorithm: str) -> str:
+    """What kind of key `algorithm` signs with; algorithms of one kind can share a key ring."""
+    return "Ed25519" if algorithm in ED25519_ALGORITHMS else algorithm
+
+
+def accepted_algorithms(algorithm: str) -> list[str]:
+    """The `alg` values a token of this service may carry: the configured algorithm, and for
+    Ed25519 also the deprecated name of the very same signature (tokens issued before a switch
+    from EdDSA to Ed25519 keep working; the key decides, so nothing else can be substituted)."""
+    if algorithm == "Ed25519":
+        return ["Ed25519", "EdDSA"]
+    return [algorithm]
+
+
+def algorithm_object(algorithm: str) -> Algorithm:
+    """PyJWT's implementation of `algorithm`, including the names it does not ship yet."""
+    extra = EXTRA_ALGORITHMS.get(algorithm)
+    return extra() if extra is not None else get_default_algorithms()[algorithm]
+
+
 @dataclass(frozen=True)
 class Key:
-    """One key, parsed: what signs with it (None when verify-only) and what verifies with it."""
+    """One key, parsed: what signs with it (None when verify-only) and what verifies with it.
+
+    `trusted_until` (a Unix time) ends a retiring key's trust without a restart; None: no end.
+    """
 
     kid: str
     verifying_key: Any
     signing_key: Any = None
     public_jwk: Mapping[str, str] | None = field(default=None, repr=False)
+    trusted_until: float | None = None
+
+    def trusted_at(self, now: float) -> bool:
+        """Whether tokens signed with this key are accepted at `now`."""
+        return self.trusted_until is None or now < self.trusted_until
 
 
 @dataclass(frozen=True)
 class KeySet:
-    """The key that signs new tokens and every key whose tokens are still accepted, by `kid`."""
+    """The key that signs new tokens and every key whose tokens are still accepted, by `kid`.
+
+    A key set is its own key source (`current()`); a key ring that can change while the
+    service runs is another (see `keyring.RingKeys`).
+    """
 
     algorithm: str
-    current: Key
+    current_key: Key
     trusted: Mapping[str, Key]
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+
+    def current(self) -> KeySet:
+        """This key set: it never changes."""
+        return self
 
     @property
     def kid(self) -> str:
         """The `kid` new tokens carry."""
-        return self.current.kid
+        return self.current_key.kid
 
     @property
     def signing_key(self) -> Any:
         """The key object (or HMAC secret) new tokens are signed with."""
-        return self.current.signing_key
+        return self.current_key.signing_key
 
     def verification_key(self, kid: object) -> Any | None:
-        """Return the configured key for `kid`, or None when the service has no such key."""
+        """Return the trusted key for `kid`, or None when the service has no such key now."""
         if not isinstance(kid, str):
             return None
         key = self.trusted.get(kid)
-        return key.verifying_key if key else None
+        return key.verifying_key if key is not None and key.trusted_at(self.clock()) else None
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
-        """The public keys as an RFC 7517 JWK Set; empty for HMAC, which has none to publish."""
-        return {"keys": [dict(key.public_jwk) for key in self.trusted.values() if key.public_jwk]}
+        """The public keys trusted now, as an RFC 7517 JWK Set; empty for HMAC."""
+        now = self.clock()
+        return {
+            "keys": [
+                dict(key.public_jwk)
+                for key in self.trusted.values()
+                if key.public_jwk and key.trusted_at(now)
+            ]
+        }
 
 
 def secret_problem(algorithm: str, secret: str) -> str | None:
@@ -97,7 +148,7 @@ def generate_key_material(algorithm: str) -> str:
         return secrets.token_urlsafe(HMAC_SECRET_BYTES[algorithm] * 2)
     if algorithm in EC_CURVES:
         private_key: Any = ec.generate_private_key(EC_CURVES[algorithm]())
-    elif algorithm == "EdDSA":
+    elif algorithm in ED25519_ALGORITHMS:
         private_key = ed25519.Ed25519PrivateKey.generate()
     else:
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_GENERATED_BITS)
@@ -117,7 +168,13 @@ def jwk_thumbprint(jwk: Mapping[str, str]) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def load_key(algorithm: str, material: str, *, verify_only: bool = False) -> Key:
+def load_key(
+    algorithm: str,
+    material: str,
+    *,
+    verify_only: bool = False,
+    trusted_until: float | None = None,
+) -> Key:
     """Parse and check key material for `algorithm`; raise `ConfigError` saying what is wrong.
 
     A verify-only key may be a public key PEM; a signing key must be the private key.
@@ -128,14 +185,23 @@ def load_key(algorithm: str, material: str, *, verify_only: bool = False) -> Key
             raise ConfigError(problem)
         secret = material.encode()
         kid = jwk_thumbprint({"kty": "oct", "k": _b64(secret)})
-        return Key(kid=kid, verifying_key=secret, signing_key=None if verify_only else secret)
+        signing = None if verify_only else secret
+        return Key(kid, verifying_key=secret, signing_key=signing, trusted_until=trusted_until)
     private_key, public_key = _parse_pem(material, verify_only)
     _check_key_type(algorithm, public_key)
-    jwk = get_default_algorithms()[algorithm].to_jwk(public_key, as_dict=True)
+    jwk = algorithm_object(algorithm).to_jwk(public_key, as_dict=True)
     kid = jwk_thumbprint(jwk)
+    # `use` and `key_ops` must not both appear (RFC 7517 section 4.3): keep `use`, which every
+    # verifier reads, and drop the `key_ops` PyJWT adds to RSA keys.
+    jwk.pop("key_ops", None)
     public_jwk = {**jwk, "kid": kid, "alg": algorithm, "use": "sig"}
-    signing_key = None if verify_only else private_key
-    return Key(kid=kid, verifying_key=public_key, signing_key=signing_key, public_jwk=public_jwk)
+    return Key(
+        kid,
+        verifying_key=public_key,
+        signing_key=None if verify_only else private_key,
+        public_jwk=public_jwk,
+        trusted_until=trusted_until,
+    )
 
 
 def split_key_list(algorithm: str, text: str) -> list[str]:
@@ -147,12 +213,14 @@ def split_key_list(algorithm: str, text: str) -> list[str]:
     return [match.group(0) for match in _PEM_BLOCK.finditer(text)]
 
 
-def build_keyset(algorithm: str, current: Key, others: list[Key]) -> KeySet:
+def build_keyset(
+    algorithm: str, current: Key, others: list[Key], clock: Callable[[], float] = time.time
+) -> KeySet:
     """Assemble a key set; the current key must be able to sign."""
     if current.signing_key is None:
         raise ConfigError("the current key cannot sign")
     trusted = {key.kid: key for key in [current, *others]}
-    return KeySet(algorithm=algorithm, current=current, trusted=trusted)
+    return KeySet(algorithm=algorithm, current_key=current, trusted=trusted, clock=clock)
 
 
 @functools.lru_cache(maxsize=32)
@@ -188,7 +256,7 @@ def _check_key_type(algorithm: str, public_key: Any) -> None:
         if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != curve:
             raise ConfigError(f"is not an EC key on curve {curve}, which {algorithm} needs")
     elif not isinstance(public_key, ed25519.Ed25519PublicKey):
-        raise ConfigError("is not an Ed25519 key, which EdDSA needs")
+        raise ConfigError(f"is not an Ed25519 key, which {algorithm} needs")
 
 
 def _b64(data: bytes) -> str:

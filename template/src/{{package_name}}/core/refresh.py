@@ -8,6 +8,9 @@
   The store keeps only `jti`s, never a usable token, and a session ends at a fixed time after
   its login however often it is refreshed.
 
+No access token outlives its login: its `exp` is capped at the refresh token's. So a session's
+revocation, kept until the session ends, covers every token of that session.
+
 Revocations live in the database, so logout holds across every process and instance; checking
 them is one primary-key read per request.
 """
@@ -23,7 +26,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .db import REVOKED, Database, RefreshToken, Revocation, revocation_parameters
-from .errors import InvalidToken, RefreshTokenReused, RevokedToken
+from .errors import InvalidToken, RefreshTokenReused, RevokedToken, ServiceError
 from .tokens import IssuedToken, TokenService
 
 
@@ -62,7 +65,8 @@ class Sessions:
         if self.strategy is Strategy.ROTATING:
             with self._database.session() as db:
                 db.add(self._row(refresh, session_id, user_id))
-        return Tokens(self._tokens.issue_access(subject, session_id), refresh)
+        access = self._tokens.issue_access(subject, session_id, not_after=refresh.expires_at)
+        return Tokens(access, refresh)
 
     def refresh(self, token: str) -> Tokens:
         """Exchange a refresh token for new tokens, or raise an `InvalidToken`."""
@@ -73,23 +77,28 @@ class Sessions:
         if self.strategy is Strategy.STATELESS:
             remaining = claims["exp"] - self._tokens.now()
             refresh = IssuedToken(token, claims["jti"], remaining, claims["exp"])
-            return Tokens(self._tokens.issue_access(subject, session_id), refresh)
+            access = self._tokens.issue_access(subject, session_id, not_after=claims["exp"])
+            return Tokens(access, refresh)
         return self._rotate(claims)
 
-    def end(self, access_claims: dict[str, Any], refresh_token: str | None) -> None:
-        """Log out: revoke the access token, and the session of the refresh token if given."""
+    def end(self, access_claims: dict[str, Any], refresh_token: str | None) -> ServiceError | None:
+        """Log out: revoke the access token and its session, then the refresh token's session
+        if one is given. A refresh token that is refused does not undo the first part: the
+        error is returned, for the caller to report."""
         revoke = {access_claims["jti"]: access_claims["exp"]}
         if access_claims.get("sid"):
             revoke[access_claims["sid"]] = self._tokens.session_horizon()
-        if refresh_token is not None:
+        self._revoke_all(revoke)
+        if refresh_token is None:
+            return None
+        try:
             claims = self._tokens.verify_refresh(refresh_token)
-            if claims["sub"] != access_claims["sub"]:
-                raise InvalidToken("The refresh token belongs to another user.")
-            revoke[claims["jti"]] = claims["exp"]
-            revoke[claims["sid"]] = max(claims["exp"], revoke.get(claims["sid"], 0))
-        with self._database.session() as db:
-            for key, expires_at in revoke.items():
-                self._revoke(db, key, expires_at)
+        except InvalidToken as exc:
+            return exc
+        if claims["sub"] != access_claims["sub"]:
+            return InvalidToken("The refresh token belongs to another user.")
+        self._revoke_all({claims["jti"]: claims["exp"], claims["sid"]: claims["exp"]})
+        return None
 
     @property
     def revocation_query(self) -> str:
@@ -122,13 +131,19 @@ class Sessions:
                 db.add(self._row(refresh, row.session_id, row.user_id))
         if used != 1:
             raise RefreshTokenReused()
-        access = self._tokens.issue_access(claims["sub"], row.session_id)
+        access = self._tokens.issue_access(claims["sub"], row.session_id, not_after=row.expires_at)
         return Tokens(access, refresh)
 
     def _row(self, refresh: IssuedToken, session_id: str, user_id: uuid.UUID) -> RefreshToken:
         return RefreshToken(
             jti=refresh.jti, session_id=session_id, user_id=user_id, expires_at=refresh.expires_at
         )
+
+    def _revoke_all(self, revoke: dict[str, int]) -> None:
+        """Record revocations (id: when its tokens have all expired) in one transaction."""
+        with self._database.session() as db:
+            for key, expires_at in revoke.items():
+                self._revoke(db, key, expires_at)
 
     def _revoke(self, db, key: str, expires_at: int) -> None:
         """Record a revocation; a concurrent or repeated one for the same key is no error."""
@@ -141,8 +156,10 @@ class Sessions:
             db.execute(insert(Revocation).values(values))
 
 
-def delete_expired(database: Database, now: int) -> int:
-    """Delete revocations and refresh-token records whose tokens have all expired by `now`."""
+def delete_expired(database: Database, now: int, leeway_seconds: int = 0) -> int:
+    """Delete revocations and refresh-token records whose tokens have all expired by `now`,
+    counting the clock-skew leeway during which an expired token is still accepted."""
+    now -= leeway_seconds
     with database.session() as db:
         gone = db.execute(delete(Revocation).where(Revocation.expires_at < now)).rowcount
         gone += db.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount

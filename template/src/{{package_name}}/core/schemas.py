@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from .errors import ValidationFailed
+from .errors import UnsupportedGrantType, ValidationFailed
+
+FORM = "application/x-www-form-urlencoded"
 
 Username = Annotated[
     str, StringConstraints(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -26,8 +29,15 @@ class Registration(BaseModel):
     password: Password
 
 
+class GrantType(StrEnum):
+    """The OAuth2 grants of the token endpoint (RFC 6749 sections 4.3 and 6)."""
+
+    PASSWORD = "password"  # noqa: S105 - the grant's name, not a secret
+    REFRESH_TOKEN = "refresh_token"  # noqa: S105
+
+
 class LoginForm(BaseModel):
-    """Body of `POST /auth/login`: any non-empty strings, so policy changes never lock anyone out."""
+    """The password grant: any non-empty strings, so policy changes never lock anyone out."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -53,9 +63,24 @@ class TokenResponse(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    """Body of `POST /auth/refresh`."""
+    """The refresh_token grant."""
 
     refresh_token: TokenText
+
+
+class ErrorOut(BaseModel):
+    """The error envelope of the HTTP contract."""
+
+    detail: str
+    code: str
+
+
+class LogoutReport(BaseModel):
+    """Body of a logout whose refresh token was refused: the bearer token and its login were
+    revoked all the same; `refresh_token_error` says why the refresh token was not."""
+
+    logged_out: bool = True
+    refresh_token_error: ErrorOut
 
 
 class LogoutRequest(BaseModel):
@@ -89,15 +114,39 @@ def parse_json(raw: bytes) -> Any:
         raise ValidationFailed("The request body must be a JSON object.") from exc
 
 
-def parse_login_body(content_type: str | None, raw: bytes) -> Any:
-    """Parse a login body: the OAuth2 password flow's URL-encoded form, or JSON."""
-    media_type = (content_type or "").split(";")[0].strip().lower()
-    if media_type != "application/x-www-form-urlencoded":
-        return parse_json(raw)
+def parse_form(raw: bytes) -> dict[str, str]:
+    """Parse a URL-encoded form; a parameter sent twice is refused (RFC 6749 section 3.2)."""
     try:
-        return {key: values[0] for key, values in parse_qs(raw.decode()).items()}
+        pairs = parse_qs(raw.decode(), keep_blank_values=True)
     except UnicodeDecodeError as exc:
         raise ValidationFailed("The form must be UTF-8 encoded.") from exc
+    repeated = sorted(name for name, values in pairs.items() if len(values) > 1)
+    if repeated:
+        raise ValidationFailed(f"Send each parameter once; repeated: {', '.join(repeated)}.")
+    return {name: values[0] for name, values in pairs.items()}
+
+
+def parse_token_request(
+    content_type: str | None, raw: bytes, grants: tuple[GrantType, ...]
+) -> tuple[GrantType, dict[str, Any]]:
+    """Parse a token request: RFC 6749's URL-encoded form, where `grant_type` is required, or
+    JSON, where it defaults to the first of `grants`. Return the grant and the parameters.
+    """
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type == FORM:
+        data: Any = parse_form(raw)
+        if "grant_type" not in data:
+            names = " or ".join(f"grant_type={grant}" for grant in grants)
+            raise ValidationFailed(f"grant_type is required in a form: send {names}.")
+    else:
+        data = parse_json(raw)
+        if not isinstance(data, dict):
+            raise ValidationFailed("The request body must be a JSON object.")
+    grant = data.get("grant_type", grants[0])
+    if grant not in [str(known) for known in grants]:
+        names = ", ".join(grants)
+        raise UnsupportedGrantType(f"grant_type must be {names} here, not {str(grant)[:40]!r}.")
+    return GrantType(grant), data
 
 
 def parse_logout_body(raw: bytes) -> LogoutRequest:

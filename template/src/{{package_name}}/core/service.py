@@ -7,13 +7,25 @@ from typing import Any
 
 from ..settings import Settings
 from .db import Database, User
-from .errors import NotFound, RevokedToken
+from .errors import NotFound, RevokedToken, ServiceError, TokenEndpointError
 from .keyring import load_keys
-from .keys import KeySet, is_hmac
+from .keys import is_hmac
 from .passwords import Argon2Parameters, PasswordHasher
 from .refresh import Sessions, Strategy, Tokens
-from .schemas import LoginForm, LogoutRequest, Registration, TokenResponse, UserOut
-from .tokens import TokenPolicy, TokenService, bearer_token
+from .schemas import (
+    ErrorOut,
+    GrantType,
+    LoginForm,
+    LogoutReport,
+    RefreshRequest,
+    Registration,
+    TokenResponse,
+    UserOut,
+    parse_logout_body,
+    parse_token_request,
+    validate,
+)
+from .tokens import KeySource, TokenPolicy, TokenService
 from .users import Profile, UserService
 
 
@@ -22,7 +34,7 @@ class AuthService:
     """Everything the web layer needs, built once at start-up from the settings."""
 
     database: Database
-    keys: KeySet
+    keys: KeySource
     users: UserService
     tokens: TokenService
     sessions: Sessions
@@ -36,6 +48,7 @@ class AuthService:
             audience=settings.jwt_audience,
             access_lifetime_seconds=settings.access_token_minutes * 60,
             refresh_lifetime_seconds=settings.refresh_token_days * 86400,
+            leeway_seconds=settings.jwt_leeway_seconds,
         )
         database = Database(settings.database_url)
         database.create_tables()
@@ -56,6 +69,28 @@ class AuthService:
         """Whether `/auth/refresh` exists."""
         return self.sessions.strategy is not Strategy.NONE
 
+    @property
+    def login_grants(self) -> tuple[GrantType, ...]:
+        """The grants of `/auth/login`, the token endpoint; a JSON body without `grant_type`
+        means the first."""
+        refresh = (GrantType.REFRESH_TOKEN,) if self.refresh_enabled else ()
+        return (GrantType.PASSWORD, *refresh)
+
+    def token(
+        self, content_type: str | None, body: bytes, grants: tuple[GrantType, ...]
+    ) -> TokenResponse:
+        """The token endpoint (RFC 6749): parse the request, run its grant, and answer
+        refusals as section 5.2 says. `grants` are those this path offers."""
+        try:
+            grant, data = parse_token_request(content_type, body, grants)
+            if grant is GrantType.PASSWORD:
+                return self.login(validate(LoginForm, data))
+            return self.refresh(validate(RefreshRequest, data).refresh_token)
+        except ServiceError as exc:
+            if exc.oauth_error is None:
+                raise
+            raise TokenEndpointError(exc) from exc
+
     def register(self, registration: Registration) -> UserOut:
         """Create a user from a validated registration."""
         return _user_out(self.users.register(registration.username, registration.password))
@@ -69,10 +104,17 @@ class AuthService:
         """Exchange a refresh token for new tokens."""
         return _token_response(self.sessions.refresh(refresh_token))
 
-    def logout(self, authorization: str | None, body: LogoutRequest) -> None:
-        """End the session of the bearer token (and of the refresh token, if sent)."""
-        claims = self.authenticate(bearer_token(authorization))
-        self.sessions.end(claims, body.refresh_token)
+    def logout(self, claims: dict[str, Any], body: bytes) -> LogoutReport | None:
+        """End the session of an authenticated access token (`claims`), then that of the
+        refresh token in the body, if any. Return None when all went well, or a report of why
+        the refresh token (or the body) was refused; the access token's session ends anyway."""
+        try:
+            refresh_token = parse_logout_body(body).refresh_token
+        except ServiceError as exc:
+            self.sessions.end(claims, None)
+            return _logout_report(exc)
+        refused = self.sessions.end(claims, refresh_token)
+        return None if refused is None else _logout_report(refused)
 
     def authenticate(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid access token that is not revoked; `sub` is the user id.
@@ -96,9 +138,14 @@ class AuthService:
 
     def jwks(self) -> dict[str, Any]:
         """The JWK Set of the public keys; HMAC services have none and answer 404."""
-        if is_hmac(self.keys.algorithm):
+        keys = self.keys.current()
+        if is_hmac(keys.algorithm):
             raise NotFound("This service signs with a shared secret (HMAC): it has no public keys.")
-        return self.keys.jwks()
+        return keys.jwks()
+
+
+def _logout_report(error: ServiceError) -> LogoutReport:
+    return LogoutReport(refresh_token_error=ErrorOut(detail=error.detail, code=error.code))
 
 
 def _user_out(user: User | Profile) -> UserOut:

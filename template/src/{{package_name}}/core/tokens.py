@@ -1,7 +1,10 @@
 """Issue and verify JWTs. Knows PyJWT and the key set; nothing about HTTP or users.
 
-Each token kind (access, refresh) has its own `token_type` claim and audience, so one kind
-can never be accepted as another.
+Each token kind is typed twice over (RFC 8725 section 3.11): by its header `typ` (`at+jwt` for
+access tokens, RFC 9068; `rt+jwt` for refresh tokens) and by its audience (refresh tokens are
+for the issuer's own refresh endpoint, `<issuer>/refresh`, which can never be an access
+token's audience). So neither kind is accepted as the other, here or by another service that
+checks `aud` as the README says. The private `token_type` claim says it a third time.
 """
 
 from __future__ import annotations
@@ -10,15 +13,15 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
-from .errors import ExpiredToken, InvalidToken, MissingToken
-from .keys import KeySet
+from .errors import ExpiredToken, InvalidRequest, InvalidToken, MissingToken
+from .keys import EXTRA_ALGORITHMS, KeySet, accepted_algorithms
 
 #: Tokens longer than this are refused before any parsing (a DoS guard).
 MAX_TOKEN_LENGTH = 8192
@@ -28,12 +31,41 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "token_type")
 #: How many verified access tokens a process remembers (about 1 KiB each).
 VERIFIED_CACHE_SIZE = 4096
 
+#: What is appended to the issuer to make the refresh tokens' audience.
+REFRESH_AUDIENCE_SUFFIX = "/refresh"
+
 
 class TokenType(StrEnum):
     """The kinds of token the service issues; the value is the `token_type` claim."""
 
     ACCESS = "access"
     REFRESH = "refresh"
+
+    @property
+    def typ(self) -> str:
+        """The `typ` header of this kind: RFC 9068's for access tokens, our own for refresh."""
+        return "at+jwt" if self is TokenType.ACCESS else "rt+jwt"
+
+    def has_typ(self, typ: object) -> bool:
+        """Whether a header `typ` names this kind; media types compare ignoring case, and the
+        `application/` prefix may be present (RFC 7515 section 4.1.9)."""
+        if not isinstance(typ, str):
+            return False
+        return typ.lower().removeprefix("application/") == self.typ
+
+    @property
+    def required(self) -> str:
+        """The message for a token of another kind presented where this kind is required."""
+        article = "An" if self is TokenType.ACCESS else "A"
+        return f"{article} {self.value} token is required here."
+
+
+class KeySource(Protocol):
+    """Where the keys come from: a fixed `KeySet`, or a key ring that changes while running."""
+
+    def current(self) -> KeySet:
+        """The key set to sign and verify with now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +83,9 @@ class TokenPolicy:
     """What every token of this service must say: who issued it, for whom, for how long.
 
     Access tokens are for the API's audience; refresh tokens only ever come back to this
-    service, so their audience is the issuer itself: neither is accepted as the other.
+    service, so their audience is the issuer's refresh endpoint (`refresh_audience`): neither
+    is accepted as the other. `leeway_seconds` is the clock skew tolerated between the
+    instances that issue and verify (on `exp`, `iat` and `nbf`).
     """
 
     issuer: str
@@ -60,14 +94,31 @@ class TokenPolicy:
     refresh_lifetime_seconds: int = 0
     leeway_seconds: int = 0
 
+    @property
+    def refresh_audience(self) -> str:
+        """The `aud` of refresh tokens, derived from the issuer."""
+        return refresh_audience(self.issuer)
+
     def audience_of(self, token_type: TokenType) -> str:
         """The `aud` a token of this type carries."""
-        return self.issuer if token_type is TokenType.REFRESH else self.audience
+        return self.refresh_audience if token_type is TokenType.REFRESH else self.audience
 
 
-def bearer_token(authorization: str | None) -> str:
-    """Extract the token from an `Authorization: Bearer <token>` header value."""
-    scheme, _, token = (authorization or "").strip().partition(" ")
+def refresh_audience(issuer: str) -> str:
+    """The audience of this issuer's refresh tokens: its refresh endpoint, nobody else. The
+    settings refuse an access audience equal to it."""
+    return issuer + REFRESH_AUDIENCE_SUFFIX
+
+
+def bearer_token(authorization: Sequence[str]) -> str:
+    """Extract the token from the `Authorization` header values of a request.
+
+    More than one header, or one that joins several (WSGI servers join repeated headers with
+    commas; a token never contains one), is refused: which one would count is ambiguous.
+    """
+    if len(authorization) > 1 or any("," in value for value in authorization):
+        raise InvalidRequest("Send one Authorization header, with one bearer token.")
+    scheme, _, token = (authorization[0] if authorization else "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingToken()
     return token.strip()
@@ -79,34 +130,36 @@ class VerifiedTokens:
     A client sends the same access token on every request until it expires; remembering the
     claims of a token already verified skips its signature check and parsing. The key is the
     whole token text, so a token differing in any character (tampered, re-encoded, re-signed)
-    is a different key and is verified in full. A hit still checks the token's times; the
-    caller still checks revocation. Bounded: the oldest entry goes first. Thread-safe.
+    is a different key and is verified in full. A hit still checks the token's times and that
+    its key is still trusted; the caller still checks revocation. Bounded: the oldest entry
+    goes first. Thread-safe.
     """
 
     def __init__(self, size: int = VERIFIED_CACHE_SIZE) -> None:
         self._size = size
-        self._claims: dict[str, dict[str, Any]] = {}
+        self._entries: dict[str, tuple[dict[str, Any], str]] = {}
         self._lock = threading.Lock()
 
-    def get(self, token: str) -> dict[str, Any] | None:
-        """The claims of `token` if it was verified before, as a copy the caller may change."""
-        claims = self._claims.get(token)
-        return None if claims is None else dict(claims)
+    def get(self, token: str) -> tuple[dict[str, Any], str] | None:
+        """The claims of `token` (a copy the caller may change) and the `kid` that verified
+        it, if it was verified before."""
+        entry = self._entries.get(token)
+        return None if entry is None else (dict(entry[0]), entry[1])
 
-    def put(self, token: str, claims: dict[str, Any]) -> None:
-        """Remember a token that passed every check."""
+    def put(self, token: str, claims: dict[str, Any], kid: str) -> None:
+        """Remember a token that passed every check, and the key that verified it."""
         with self._lock:
-            if len(self._claims) >= self._size:
-                self._claims.pop(next(iter(self._claims)), None)
-            self._claims[token] = dict(claims)
+            if len(self._entries) >= self._size:
+                self._entries.pop(next(iter(self._entries)), None)
+            self._entries[token] = (dict(claims), kid)
 
     def discard(self, token: str) -> None:
-        """Forget a token (it expired)."""
+        """Forget a token (it expired, or its key is no longer trusted)."""
         with self._lock:
-            self._claims.pop(token, None)
+            self._entries.pop(token, None)
 
     def __len__(self) -> int:
-        return len(self._claims)
+        return len(self._entries)
 
 
 def _is_time(value: object) -> bool:
@@ -114,25 +167,47 @@ def _is_time(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _pyjwt() -> jwt.PyJWT:
+    """PyJWT, refusing short keys, with the algorithm names it does not ship yet registered.
+
+    PyJWT has no public way to add an algorithm to a `PyJWT` instance; its JWS layer (`_jws`)
+    has `register_algorithm`. A test signs and verifies with every extra name, so a PyJWT
+    release that changes this fails the suite rather than the service.
+    """
+    instance = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+    for name, algorithm in EXTRA_ALGORITHMS.items():
+        if name not in instance._jws.get_algorithms():
+            instance._jws.register_algorithm(name, algorithm())
+    return instance
+
+
 class TokenService:
     """Signs and verifies this service's tokens with one pinned algorithm."""
 
     def __init__(
-        self, keys: KeySet, policy: TokenPolicy, clock: Callable[[], float] = time.time
+        self, keys: KeySource, policy: TokenPolicy, clock: Callable[[], float] = time.time
     ) -> None:
         self._keys = keys
         self._policy = policy
         self._clock = clock
-        self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+        self._jwt = _pyjwt()
         self._lifetimes = {
             TokenType.ACCESS: policy.access_lifetime_seconds,
             TokenType.REFRESH: policy.refresh_lifetime_seconds,
         }
         self.verified = VerifiedTokens()
 
-    def issue_access(self, subject: str, session_id: str | None = None) -> IssuedToken:
-        """Sign an access token for the user whose id is `subject`, in login session `session_id`."""
-        return self._issue(TokenType.ACCESS, subject, session_id)
+    @property
+    def policy(self) -> TokenPolicy:
+        """Issuer, audiences, lifetimes and leeway."""
+        return self._policy
+
+    def issue_access(
+        self, subject: str, session_id: str | None = None, not_after: int | None = None
+    ) -> IssuedToken:
+        """Sign an access token for the user whose id is `subject`, in login session
+        `session_id`; it never outlives `not_after` (the end of its login)."""
+        return self._issue(TokenType.ACCESS, subject, session_id, not_after)
 
     def issue_refresh(
         self, subject: str, session_id: str, not_after: int | None = None
@@ -145,21 +220,24 @@ class TokenService:
 
         The first time a token is seen it is verified in full; afterwards, its times.
         """
-        claims = self.verified.get(token)
-        if claims is None:
-            claims = self._verify(TokenType.ACCESS, token)
-            self.verified.put(token, claims)
+        remembered = self.verified.get(token)
+        if remembered is None:
+            claims, kid = self._verify(TokenType.ACCESS, token)
+            self.verified.put(token, claims, kid)
             return claims
+        claims, kid = remembered
         try:
+            if self._keys.current().verification_key(kid) is None:
+                raise InvalidToken("The token was not signed by a key of this service.")
             self._check_times(claims)
-        except ExpiredToken:
+        except InvalidToken:
             self.verified.discard(token)
             raise
         return claims
 
     def verify_refresh(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid refresh token, or raise an `InvalidToken`."""
-        claims = self._verify(TokenType.REFRESH, token)
+        claims, _ = self._verify(TokenType.REFRESH, token)
         if not isinstance(claims.get("sid"), str):
             raise InvalidToken()
         return claims
@@ -195,11 +273,12 @@ class TokenService:
         }
         if session_id is not None:
             claims["sid"] = session_id
+        keys = self._keys.current()
         token = self._jwt.encode(
             claims,
-            self._keys.signing_key,
-            algorithm=self._keys.algorithm,
-            headers={"kid": self._keys.kid},
+            keys.signing_key,
+            algorithm=keys.algorithm,
+            headers={"kid": keys.kid, "typ": token_type.typ},
         )
         return IssuedToken(token=token, jti=jti, expires_in=expires - now, expires_at=expires)
 
@@ -214,18 +293,23 @@ class TokenService:
         if claims["iat"] > now + leeway or claims.get("nbf", 0) > now + leeway:
             raise InvalidToken("The token is not valid yet.")
 
-    def _verify(self, token_type: TokenType, token: str) -> dict[str, Any]:
+    def _verify(self, token_type: TokenType, token: str) -> tuple[dict[str, Any], str]:
+        """The claims of a valid token of `token_type`, and the `kid` that verified it."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("The token is too large.")
+        keys = self._keys.current()
         try:
             header = jwt.get_unverified_header(token)
-            key = self._keys.verification_key(header.get("kid"))
+            if not token_type.has_typ(header.get("typ")):
+                raise InvalidToken(token_type.required)
+            kid = header.get("kid")
+            key = keys.verification_key(kid)
             if key is None:
                 raise InvalidToken("The token was not signed by a key of this service.")
             claims = self._jwt.decode(
                 token,
                 key,
-                algorithms=[self._keys.algorithm],
+                algorithms=accepted_algorithms(keys.algorithm),
                 audience=self._policy.audience_of(token_type),
                 issuer=self._policy.issuer,
                 leeway=self._policy.leeway_seconds,
@@ -242,6 +326,6 @@ class TokenService:
             # PyJWTError covers InvalidKeyError too, which is not an InvalidTokenError.
             raise InvalidToken() from exc
         if claims["token_type"] != token_type.value:
-            raise InvalidToken(f"A {token_type.value} token is required here.")
+            raise InvalidToken(token_type.required)
         self._check_times(claims)
-        return claims
+        return claims, kid

@@ -21,9 +21,6 @@ from ..core.tokens import bearer_token
 LOGIN_PATH = "/auth/login"
 SCHEME = "OAuth2PasswordBearer"
 
-# For routes that only document the scheme and check the token themselves (logout).
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, scheme_name=SCHEME, auto_error=False)
-
 
 async def get_auth(request: Request) -> AuthService:
     """Return the app's auth service."""
@@ -43,14 +40,14 @@ class _Bearer(OAuth2PasswordBearer):
 class _AccessClaims(_Bearer):
     async def __call__(self, request: Request) -> dict[str, Any]:  # type: ignore[override]
         """The claims of the caller's valid, unrevoked access token (`sub` is the user id)."""
-        token = bearer_token(request.headers.get("Authorization"))
+        token = bearer_token(request.headers.getlist("Authorization"))
         return request.app.state.auth.authenticate(token)
 
 
 class _CurrentUser(_Bearer):
     async def __call__(self, request: Request) -> UserOut:  # type: ignore[override]
         """The caller's user: token checks, revocation and user lookup in one read."""
-        token = bearer_token(request.headers.get("Authorization"))
+        token = bearer_token(request.headers.getlist("Authorization"))
         return request.app.state.auth.current_user(token)
 
 

@@ -44,4 +44,4 @@ def token_required(view: Callable[P, R]) -> Callable[P, R]:
 
 
 def _bearer() -> str:
-    return bearer_token(request.headers.get("Authorization"))
+    return bearer_token(request.headers.getlist("Authorization"))

@@ -1,41 +1,45 @@
-"""Registration, login, refresh and logout."""
+"""Registration, the token endpoint (login, refresh) and logout."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, Security
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from ...core.schemas import (
-    LoginForm,
-    RefreshRequest,
-    Registration,
-    TokenResponse,
-    UserOut,
-    parse_login_body,
-    parse_logout_body,
-    validate,
-)
-from ..deps import AuthDep, oauth2_scheme
+from ...core.errors import NO_STORE
+from ...core.schemas import FORM, GrantType, LogoutReport, Registration, TokenResponse, UserOut
+from ..deps import AccessClaims, AuthDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 # Mounted only when a refresh strategy is on; otherwise /auth/refresh is a 404.
 refresh_router = APIRouter(prefix="/auth", tags=["auth"])
 
-_CREDENTIALS_SCHEMA = {
-    "type": "object",
-    "required": ["username", "password"],
-    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
-}
-# Login reads its body itself so it can take both the OAuth2 form and JSON; document both.
-_LOGIN_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {"schema": _CREDENTIALS_SCHEMA},
-            "application/json": {"schema": _CREDENTIALS_SCHEMA},
-        },
+
+def _token_body(*grants: GrantType) -> dict[str, Any]:
+    """The OpenAPI request body of a token endpoint that offers `grants` (RFC 6749): a form
+    with `grant_type`, or JSON where `grant_type` may be left out."""
+    fields = {
+        GrantType.PASSWORD: {"username": {"type": "string"}, "password": {"type": "string"}},
+        GrantType.REFRESH_TOKEN: {"refresh_token": {"type": "string"}},
     }
-}
+
+    def schema(is_form: bool) -> dict[str, Any]:
+        variants = [
+            {
+                "type": "object",
+                "required": (["grant_type"] if is_form else []) + list(fields[grant]),
+                "properties": {
+                    "grant_type": {"type": "string", "enum": [grant.value]},
+                    **fields[grant],
+                },
+            }
+            for grant in grants
+        ]
+        return variants[0] if len(variants) == 1 else {"oneOf": variants}
+
+    content = {FORM: {"schema": schema(True)}, "application/json": {"schema": schema(False)}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 @router.post("/register", status_code=201)
@@ -44,22 +48,41 @@ def register(body: Registration, auth: AuthDep) -> UserOut:
     return auth.register(body)
 
 
-@router.post("/login", openapi_extra=_LOGIN_BODY, response_model_exclude_none=True)
-async def login(request: Request, auth: AuthDep) -> TokenResponse:
-    """Exchange a username and password for tokens."""
-    data = parse_login_body(request.headers.get("content-type"), await request.body())
-    return await run_in_threadpool(auth.login, validate(LoginForm, data))
+@router.post(
+    "/login",
+    openapi_extra=_token_body(GrantType.PASSWORD, GrantType.REFRESH_TOKEN),
+    response_model_exclude_none=True,
+)
+async def login(request: Request, response: Response, auth: AuthDep) -> TokenResponse:
+    """The OAuth2 token endpoint: a username and password (`grant_type=password`), or a refresh
+    token (`grant_type=refresh_token`, with a refresh strategy), for tokens."""
+    body = await request.body()
+    content_type = request.headers.get("content-type")
+    tokens = await run_in_threadpool(auth.token, content_type, body, auth.login_grants)
+    response.headers.update(NO_STORE)
+    return tokens
 
 
-@refresh_router.post("/refresh", response_model_exclude_none=True)
-def refresh(body: RefreshRequest, auth: AuthDep) -> TokenResponse:
-    """Exchange a refresh token for new tokens."""
-    return auth.refresh(body.refresh_token)
+@refresh_router.post(
+    "/refresh", openapi_extra=_token_body(GrantType.REFRESH_TOKEN), response_model_exclude_none=True
+)
+async def refresh(request: Request, response: Response, auth: AuthDep) -> TokenResponse:
+    """Exchange a refresh token for new tokens: JSON `{"refresh_token"}`, or RFC 6749's form."""
+    body = await request.body()
+    content_type = request.headers.get("content-type")
+    grants = (GrantType.REFRESH_TOKEN,)
+    tokens = await run_in_threadpool(auth.token, content_type, body, grants)
+    response.headers.update(NO_STORE)
+    return tokens
 
 
-@router.post("/logout", status_code=204, dependencies=[Security(oauth2_scheme)])
-async def logout(request: Request, auth: AuthDep) -> Response:
-    """Revoke the bearer token, and the session of the refresh token in the body if any."""
-    body = parse_logout_body(await request.body())
-    await run_in_threadpool(auth.logout, request.headers.get("Authorization"), body)
-    return Response(status_code=204)
+@router.post("/logout", status_code=204, responses={200: {"model": LogoutReport}})
+async def logout(request: Request, claims: AccessClaims, auth: AuthDep) -> Response:
+    """Revoke the bearer token and its login, and the login of the refresh token in the body if
+    any. The bearer token is checked before the body is read. 204, or 200 with a report when
+    the refresh token was refused (the bearer token's login has ended all the same)."""
+    body = await request.body()
+    report = await run_in_threadpool(auth.logout, claims, body)
+    if report is None:
+        return Response(status_code=204)
+    return Response(report.model_dump_json(), 200, media_type="application/json")

@@ -1,9 +1,9 @@
 """The command line: `<package> keys ...` manages the key ring in JWT_KEYS_DIR;
 `<package> db cleanup` deletes revocation records whose tokens have all expired.
 
-A zero-downtime rotation across several instances (see README, "Rotating keys"):
-`keys stage`, restart every instance; `keys rotate`, restart every instance; after the grace
-period, `keys retire`.
+A zero-downtime rotation across several instances (see README, "Rotating keys"): `keys stage`;
+once verifiers have the new JWK Set, `keys rotate`; after the grace period, `keys retire`.
+Running services reread the key ring within a second: no restart.
 """
 
 from __future__ import annotations
@@ -55,7 +55,10 @@ def run_keys(command: str, options: argparse.Namespace, settings: Settings) -> s
         ring.create()
         return f"Created a key ring in {ring.directory}; current key {ring.describe()[0][0]}"
     if command == "stage":
-        return f"Staged {ring.stage()}: restart every instance, then run `keys rotate`."
+        return (
+            f"Staged {ring.stage()}: running services trust it within a second; run "
+            f"`keys rotate` once other services have fetched the new JWK Set."
+        )
     if command == "rotate":
         minimum = settings.access_token_minutes
         default = minimum + (
@@ -67,7 +70,7 @@ def run_keys(command: str, options: argparse.Namespace, settings: Settings) -> s
                 f"--grace-minutes must be at least the access-token lifetime ({minimum})"
             )
         new, old = ring.rotate(grace * 60)
-        return f"Current key is now {new}; {old} stays trusted for {grace} minutes. Restart every instance."
+        return f"Current key is now {new}; {old} stays trusted for {grace} minutes."
     if command == "retire":
         retired = ring.retire(everything=options.all)
         return f"Retired {', '.join(retired)}." if retired else "No key to retire."

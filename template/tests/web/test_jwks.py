@@ -1,16 +1,24 @@
-"""GET /.well-known/jwks.json: the public keys for key pairs, a JSON 404 for HMAC."""
+"""GET /.well-known/jwks.json: the public keys for key pairs, a JSON 404 for HMAC; and what
+another service, verifying with those keys alone, accepts."""
+
+import warnings
 
 import jwt
+import pytest
+from joserfc import jwt as jose_jwt
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import KeySet
 
-from ..helpers import ALGORITHM
-from .api import Api
+from ..helpers import ALGORITHM, settings_with
+from .api import PASSWORD, Api
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
+HMAC = ALGORITHM.startswith("HS")
 
 
 def test_jwks(api: Api, keys) -> None:
     reply = api.get("/.well-known/jwks.json")
-    if ALGORITHM.startswith("HS"):
+    if HMAC:
         assert reply.status == 404
         assert reply.body == {
             "detail": "This service signs with a shared secret (HMAC): it has no public keys.",
@@ -23,16 +31,55 @@ def test_jwks(api: Api, keys) -> None:
     assert jwk["kid"] == keys.kid
     assert jwk["alg"] == ALGORITHM
     assert jwk["use"] == "sig"
+    assert "key_ops" not in jwk  # never beside `use` (RFC 7517 section 4.3)
     assert not PRIVATE_MEMBERS & set(jwk)
+
+
+def verify_elsewhere(token: str, jwks: dict, audience: str) -> dict:
+    """What the README tells another service to do, with an independent JOSE library: the
+    keys of the JWK Set, the pinned algorithm, `iss`, `aud`, `exp` and the required claims;
+    not the header `typ`, to show that the audience alone refuses refresh tokens."""
+    claims_registry = jose_jwt.JWTClaimsRegistry(
+        leeway=30,
+        iss={"essential": True, "value": "test-issuer"},
+        aud={"essential": True, "value": audience},
+        **{name: {"essential": True} for name in ("sub", "iat", "exp", "jti")},
+    )
+    with warnings.catch_warnings():
+        # joserfc flags "EdDSA" as deprecated by RFC 9864 (fully-specified "Ed25519").
+        warnings.simplefilter("ignore", SecurityWarning)
+        verified = jose_jwt.decode(token, KeySet.import_key_set(jwks), algorithms=[ALGORITHM])
+    claims_registry.validate(verified.claims)
+    return verified.claims
+
+
+def test_another_service_accepts_access_tokens_and_refuses_refresh_tokens(
+    make_api, settings
+) -> None:
+    api = make_api(settings_with(settings, refresh_strategy="stateless"))
+    user = api.register("alice").body
+    form = {"grant_type": "password", "username": "alice", "password": PASSWORD}
+    tokens = api.post("/auth/login", data=form).body
+    reply = api.get("/.well-known/jwks.json")
+    if HMAC:  # no public keys: other services cannot verify, nor forge
+        assert reply.status == 404
+        return
+    jwks = reply.body
+    claims = verify_elsewhere(tokens["access_token"], jwks, "test-audience")
+    assert claims["sub"] == user["id"]
+    with pytest.raises(JoseError):
+        verify_elsewhere(tokens["refresh_token"], jwks, "test-audience")
+    # Even a service that was (wrongly) told the issuer is the audience refuses them.
+    with pytest.raises(JoseError):
+        verify_elsewhere(tokens["refresh_token"], jwks, "test-issuer")
 
 
 def test_tokens_verify_with_the_published_key(api: Api) -> None:
     token = api.signed_in()
     reply = api.get("/.well-known/jwks.json")
-    if ALGORITHM.startswith("HS"):
+    if HMAC:
         assert reply.status == 404
         return
     kid = jwt.get_unverified_header(token)["kid"]
-    [jwk] = [key for key in reply.body["keys"] if key["kid"] == kid]
-    claims = jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[ALGORITHM], audience="test-audience")
-    assert claims["token_type"] == "access"
+    assert [key["kid"] for key in reply.body["keys"]] == [kid]
+    assert verify_elsewhere(token, reply.body, "test-audience")["token_type"] == "access"

@@ -54,7 +54,7 @@ def main() -> None:
         credentials = {"username": "alice", "password": "correct horse battery"}
         with httpx.Client(base_url=url) as client:
             show(client.post("/auth/register", json=credentials))
-            login = client.post("/auth/login", data=credentials)
+            login = client.post("/auth/login", data={"grant_type": "password", **credentials})
             show(login)
             tokens = login.json()
             auth = {"Authorization": f"Bearer {tokens['access_token']}"}

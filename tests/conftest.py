@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from liveserver import server_process
 from suiterunner import SuiteRunner
 from xdist.scheduler import LoadScopeScheduling
 
@@ -29,7 +31,7 @@ ALGORITHMS = (
     *("RS256", "RS384", "RS512"),
     *("PS256", "PS384", "PS512"),
     *("ES256", "ES384", "ES512"),
-    "EdDSA",
+    *("Ed25519", "EdDSA"),
 )
 #: One algorithm per family, for the checks that start real servers.
 FAMILY_REPRESENTATIVES = ("HS256", "RS256", "PS256", "ES256", "EdDSA")
@@ -126,6 +128,57 @@ def matrix() -> list[Any]:
 #: For live servers in development: cheap Argon2id, as the rendered suites use. The HTTP
 #: behaviour is the same; the benchmark measures the production parameters.
 CHEAP_HASHING = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024"}
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """A variant's production server on a loopback port, and what it was rendered with."""
+
+    url: str
+    project: Project
+    state: Path  # its database file and key ring
+    pid: int
+
+    @property
+    def algorithm(self) -> str:
+        return self.project.answers["jwt_algorithm"]
+
+    @property
+    def strategy(self) -> str:
+        return self.project.answers["refresh_strategy"]
+
+
+@pytest.fixture(scope="session")
+def live_server(render, tmp_path_factory) -> Iterator[Any]:
+    """`live_server(**answers)`: the variant's production server (uvicorn or gunicorn) on
+    SQLite, started on first use and shared by every later test of that variant on this
+    worker. One server runs at a time: the scheduler sends a variant's tests to one worker in
+    a row, so starting the next variant's server stops the previous one."""
+    stack = ExitStack()
+    current: dict[str, LiveServer] = {}
+
+    def get(**answers: Any) -> LiveServer:
+        project = render(**answers)
+        key = variant_id(project.answers)
+        if key not in current:
+            stack.close()
+            current.clear()
+            state = tmp_path_factory.mktemp("server-state")
+            env = {
+                "PYTHONPATH": str(project.path / "src"),
+                "DATABASE_URL": f"sqlite:///{state / 'live.db'}",
+                "JWT_KEYS_DIR": str(state / "keys"),
+                **CHEAP_HASHING,
+            }
+            url, process = stack.enter_context(
+                server_process(project.path, project.framework, project.package, PYTHON, env=env)
+            )
+            current[key] = LiveServer(url, project, state, process.pid)
+        return current[key]
+
+    with stack:
+        yield get
+
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEMPLATE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -8,14 +8,14 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Iterator
+from urllib.parse import quote_plus
 
 import httpx
 import pytest
-from conftest import CHEAP_HASHING, FAMILY_REPRESENTATIVES, PYTHON, STRATEGIES, variants
+from conftest import FAMILY_REPRESENTATIVES, STRATEGIES, variants
 from joserfc import jwt as jose_jwt
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
-from liveserver import running_server
 
 pytestmark = pytest.mark.matrix
 
@@ -32,31 +32,11 @@ class LiveClient(httpx.Client):
         self.strategy = strategy
 
 
-@pytest.fixture(scope="module", params=variants(FAMILY_REPRESENTATIVES, STRATEGIES))
-def client(request, render, tmp_path_factory) -> Iterator[LiveClient]:
+@pytest.fixture(params=variants(FAMILY_REPRESENTATIVES, STRATEGIES))
+def client(request, live_server) -> Iterator[LiveClient]:
     """A client for the variant's production server (uvicorn or gunicorn) on a loopback port."""
-    project = render(**request.param)
-    state = tmp_path_factory.mktemp("server-state")
-    with (
-        running_server(
-            project.path,
-            project.framework,
-            project.package,
-            PYTHON,
-            env={
-                "PYTHONPATH": str(project.path / "src"),
-                "DATABASE_URL": f"sqlite:///{state / 'contract.db'}",
-                "JWT_KEYS_DIR": str(state / "keys"),
-                **CHEAP_HASHING,
-            },
-        ) as url,
-        LiveClient(
-            request.param["jwt_algorithm"],
-            request.param["refresh_strategy"],
-            base_url=url,
-            timeout=10,
-        ) as client,
-    ):
+    server = live_server(**request.param)
+    with LiveClient(server.algorithm, server.strategy, base_url=server.url, timeout=10) as client:
         yield client
 
 
@@ -68,8 +48,13 @@ def new_user(client: LiveClient) -> tuple[str, str]:
     return response.json()["id"], username
 
 
+def credentials(username: str, password: str = PASSWORD) -> dict[str, str]:
+    """The OAuth2 password grant's form."""
+    return {"grant_type": "password", "username": username, "password": password}
+
+
 def login(client: LiveClient, username: str) -> str:
-    response = client.post("/auth/login", data={"username": username, "password": PASSWORD})
+    response = client.post("/auth/login", data=credentials(username))
     assert response.status_code == 200, response.text
     return response.json()["access_token"]
 
@@ -82,6 +67,18 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert body["code"] == code
     assert isinstance(body["detail"], str)
     assert body["detail"]
+
+
+def assert_token_error(response: httpx.Response, error: str, code: str) -> None:
+    """RFC 6749 section 5.2: 400 with `error` and `error_description`, beside our own fields."""
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"error", "error_description", "detail", "code"}
+    assert (body["error"], body["code"]) == (error, code)
+    assert body["error_description"] == body["detail"]
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"
+    assert "WWW-Authenticate" not in response.headers
 
 
 def test_health(client: LiveClient) -> None:
@@ -130,10 +127,12 @@ def test_register_malformed_json(client: LiveClient) -> None:
 
 def test_login_form_and_json(client: LiveClient) -> None:
     _, username = new_user(client)
-    form = client.post("/auth/login", data={"username": username, "password": PASSWORD})
+    form = client.post("/auth/login", data=credentials(username))
     as_json = client.post("/auth/login", json={"username": username, "password": PASSWORD})
     for response in (form, as_json):
         assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Pragma"] == "no-cache"
         body = response.json()
         refresh_fields = (
             set() if client.strategy == "none" else {"refresh_token", "refresh_expires_in"}
@@ -146,10 +145,36 @@ def test_login_form_and_json(client: LiveClient) -> None:
 @pytest.mark.parametrize("wrong", ["password", "username"])
 def test_login_failure(client: LiveClient, wrong: str) -> None:
     _, username = new_user(client)
-    credentials = {"username": username, "password": PASSWORD, wrong: "wrong-" + wrong}
-    response = client.post("/auth/login", data=credentials)
-    assert_error(response, 401, "invalid_credentials")
-    assert response.headers["WWW-Authenticate"] == CHALLENGE
+    form = {**credentials(username), wrong: "wrong-" + wrong}
+    response = client.post("/auth/login", data=form)
+    assert_token_error(response, "invalid_grant", "invalid_credentials")
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"username": "u", "password": "p"}, "invalid_request"),
+        ({"grant_type": "bogus", "username": "u", "password": "p"}, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
+        ({"grant_type": "password", "username": "u"}, "invalid_request"),
+    ],
+    ids=["no-grant-type", "bogus", "client-credentials", "no-password"],
+)
+def test_token_endpoint_refuses_malformed_requests(client: LiveClient, form, error) -> None:
+    response = client.post("/auth/login", data=form)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == error
+
+
+def test_token_endpoint_refuses_a_repeated_parameter(client: LiveClient) -> None:
+    _, username = new_user(client)
+    body = f"grant_type=password&username={username}&password=x&password={quote_plus(PASSWORD)}"
+    response = client.post(
+        "/auth/login",
+        content=body.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert_token_error(response, "invalid_request", "validation_error")
 
 
 def test_users_me(client: LiveClient) -> None:
@@ -158,11 +183,22 @@ def test_users_me(client: LiveClient) -> None:
     response = client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert response.json() == {"id": user_id, "username": username}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_two_authorization_headers_are_refused(client: LiveClient) -> None:
+    """Both servers see both headers (uvicorn lists them, gunicorn joins them) and refuse."""
+    _, username = new_user(client)
+    token = login(client, username)
+    headers = [("Authorization", f"Bearer {token}"), ("Authorization", "Bearer x.y.z")]
+    response = client.get("/users/me", headers=headers)
+    assert_error(response, 400, "invalid_request")
+    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
 
 
 def test_refresh(client: LiveClient) -> None:
     _, username = new_user(client)
-    tokens = client.post("/auth/login", data={"username": username, "password": PASSWORD}).json()
+    tokens = client.post("/auth/login", data=credentials(username)).json()
     if client.strategy == "none":
         assert "refresh_token" not in tokens
         assert_error(client.post("/auth/refresh", json={"refresh_token": "x"}), 404, "not_found")
@@ -180,9 +216,25 @@ def test_refresh(client: LiveClient) -> None:
     assert me.status_code == 200
     again = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     if client.strategy == "rotating":
-        assert_error(again, 401, "refresh_token_reused")
+        assert_token_error(again, "invalid_grant", "refresh_token_reused")
     else:
         assert again.status_code == 200
+
+
+def test_refresh_as_an_rfc_6749_form(client: LiveClient) -> None:
+    _, username = new_user(client)
+    tokens = client.post("/auth/login", data=credentials(username)).json()
+    form = {"grant_type": "refresh_token", "refresh_token": tokens.get("refresh_token", "x")}
+    if client.strategy == "none":
+        assert_error(client.post("/auth/refresh", data=form), 404, "not_found")
+        at_login = client.post("/auth/login", data=form)
+        assert_token_error(at_login, "unsupported_grant_type", "unsupported_grant_type")
+        return
+    for path in ("/auth/refresh", "/auth/login"):
+        response = client.post(path, data=form)
+        assert response.status_code == 200, response.text
+        assert response.headers["Cache-Control"] == "no-store"
+        form["refresh_token"] = response.json()["refresh_token"]
 
 
 @pytest.mark.parametrize("token", ["not-a-token", "a.b.c"])
@@ -191,13 +243,12 @@ def test_refresh_with_a_refused_token(client: LiveClient, token: str) -> None:
     if client.strategy == "none":
         assert_error(response, 404, "not_found")
         return
-    assert_error(response, 401, "invalid_token")
-    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    assert_token_error(response, "invalid_grant", "invalid_token")
 
 
 def test_logout(client: LiveClient) -> None:
     _, username = new_user(client)
-    tokens = client.post("/auth/login", data={"username": username, "password": PASSWORD}).json()
+    tokens = client.post("/auth/login", data=credentials(username)).json()
     auth = {"Authorization": f"Bearer {tokens['access_token']}"}
     body = {"refresh_token": tokens["refresh_token"]} if "refresh_token" in tokens else None
     response = client.post("/auth/logout", headers=auth, json=body)
@@ -206,7 +257,8 @@ def test_logout(client: LiveClient) -> None:
     assert_error(client.get("/users/me", headers=auth), 401, "invalid_token")
     if body is not None:
         # Logging out ends the whole login: its refresh token is refused too.
-        assert_error(client.post("/auth/refresh", json=body), 401, "invalid_token")
+        refused = client.post("/auth/refresh", json=body)
+        assert_token_error(refused, "invalid_grant", "invalid_token")
     unauthenticated = client.post("/auth/logout")
     assert_error(unauthenticated, 401, "not_authenticated")
     assert unauthenticated.headers["WWW-Authenticate"] == CHALLENGE
@@ -248,6 +300,7 @@ def test_jwks(client: LiveClient) -> None:
     [jwk] = response.json()["keys"]
     assert jwk["alg"] == client.algorithm
     assert jwk["use"] == "sig"
+    assert "key_ops" not in jwk
     assert not {"d", "p", "q", "dp", "dq", "qi", "k"} & set(jwk)
 
 
@@ -270,6 +323,7 @@ def test_token_verifies_with_an_independent_jose_library_from_the_jwks_alone(
         with pytest.raises(BadSignatureError):
             jose_jwt.decode(forged, key_set, algorithms=[client.algorithm])
     assert verified.header["kid"] == response.json()["keys"][0]["kid"]
+    assert verified.header["typ"] == "at+jwt"
     assert verified.claims["token_type"] == "access"
 
 

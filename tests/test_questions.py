@@ -60,6 +60,7 @@ GOOD_ANSWERS = [
     ("framework", "flask"),
     ("jwt_algorithm", "HS512"),
     ("jwt_algorithm", "ES384"),
+    ("jwt_algorithm", "Ed25519"),
     ("refresh_strategy", "stateless"),
     ("refresh_token_days", 1),
     ("refresh_token_days", 365),

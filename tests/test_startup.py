@@ -13,6 +13,10 @@ HMAC_CASES = [
     ({"JWT_SECRET": "change-me" * 8}, "JWT_SECRET is a placeholder"),
     ({"ACCESS_TOKEN_MINUTES": "0"}, "ACCESS_TOKEN_MINUTES: Input should be greater"),
     ({"ARGON2_MEMORY_KIB": "1024"}, "ARGON2_MEMORY_KIB must be at least 19456 in production"),
+    (
+        {"JWT_ISSUER": "https://auth.example", "JWT_AUDIENCE": "https://auth.example/refresh"},
+        "JWT_AUDIENCE must not be 'https://auth.example/refresh', the audience of this issuer's",
+    ),
 ]
 KEY_PAIR_CASES = [
     ({"JWT_PRIVATE_KEY": "not a pem"}, "JWT_PRIVATE_KEY is not a PEM private key"),
@@ -44,6 +48,7 @@ def assert_refused(project, framework: str, env: dict[str, str], message: str) -
         "HS256-placeholder",
         "HS256-bad-lifetime",
         "HS256-weak-argon2",
+        "HS256-refresh-audience",
         "ES256-not-pem",
         "ES256-unreadable-file",
         "ES256-secret-for-key-pair",

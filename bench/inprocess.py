@@ -67,7 +67,7 @@ def tokens_for(algorithm: str, repeat: int, rsa_bits: int = 2048) -> dict[str, f
     service.verify_access(seen)
     claims = jwt.decode(seen, options={"verify_signature": False})
     header = {"kid": keys.kid}
-    verifying_key = keys.current.verifying_key
+    verifying_key = keys.current_key.verifying_key
     bare = jwt.PyJWT()
 
     def bare_decode() -> object:

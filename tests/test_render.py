@@ -185,7 +185,11 @@ def test_copier_cli_renders_without_trust(tmp_path) -> None:
 
 
 #: Import names that differ from the distribution that provides them.
-DISTRIBUTION_OF = {"jwt": "pyjwt", "pydantic_settings": "pydantic-settings"}
+DISTRIBUTION_OF = {
+    "jwt": "pyjwt",
+    "pydantic_settings": "pydantic-settings",
+    "fastapi_offline": "fastapi-offline",
+}
 #: Declared but never imported, on purpose: the production servers run the app.
 SERVERS = {"uvicorn", "gunicorn"}
 

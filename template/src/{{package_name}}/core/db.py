@@ -1,12 +1,22 @@
-"""Database engine, sessions and tables (SQLAlchemy 2; SQLite by default)."""
+"""Database engine, sessions and tables (SQLAlchemy 2; SQLite by default).
+
+Every database call has a deadline (`DatabaseLimits`): connecting, each statement, waiting for
+a pooled connection, and the whole operation (see `availability`). A database that is down,
+stalled or slow makes the call fail with `ServiceUnavailable` (503) within that time; the
+outage is logged once, and the next call that works says it is over.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +31,28 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from .availability import Health, Watchdog
+from .errors import ValidationFailed
+
 CREATE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class DatabaseLimits:
+    """How long the service waits for its database, and how many connections it keeps."""
+
+    connect_seconds: float = 5.0
+    statement_seconds: float = 5.0
+    pool_size: int = 10
+
+    @property
+    def operation_seconds(self) -> float:
+        """The deadline of one operation: a connection, a statement and a margin."""
+        return self.connect_seconds + self.statement_seconds + 1.0
 
 
 class Base(DeclarativeBase):
@@ -79,27 +106,131 @@ class RefreshToken(Base):
     used_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_milliseconds: int) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while a writer commits; busy_timeout waits instead of failing.
     # With WAL, synchronous=NORMAL cannot corrupt the database (SQLite's documented advice);
     # a power cut may lose the last commits, and a commit costs no fsync.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_milliseconds}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+#: Errors that may mean the database could not be reached or did not answer in time.
+UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+#: SQLite reports every error as an OperationalError; only these mean "not now" (locked, cannot
+#: be opened, I/O failed, disk full). Its others (a missing table) are bugs, answered with 500.
+SQLITE_UNAVAILABLE = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_CANTOPEN",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means the database is down, stalled or too busy."""
+    cause = getattr(exc, "orig", None) or exc
+    name = getattr(cause, "sqlite_errorname", None)
+    return name is None or name.startswith(SQLITE_UNAVAILABLE)
+
+
+def _engine_options(url: str, limits: DatabaseLimits) -> dict[str, Any]:
+    """`create_engine` options that bound every wait, for the database `url` names."""
+    # Parameters stay out of logs and error messages: they may hold usernames or token ids.
+    options: dict[str, Any] = {"hide_parameters": True}
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return options
+    options |= {
+        "pool_size": limits.pool_size,
+        "max_overflow": 0,
+        "pool_timeout": limits.statement_seconds,  # waiting for a free connection
+        "pool_recycle": 1800,
+    }
+    if parsed.get_driver_name() == "psycopg":
+        options["connect_args"] = {
+            "connect_timeout": max(1, math.ceil(limits.connect_seconds)),
+            # A peer that vanishes (host down, network cut) is noticed: unacknowledged data
+            # closes the connection, and idle ones are probed.
+            "tcp_user_timeout": int(limits.operation_seconds * 1000),
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+    return options
+
+
+def _create_private_file(url: str) -> None:
+    """Create a SQLite database file that only its owner can read, before SQLite makes one
+    with the umask's mode (its -wal and -shm files take the database file's mode)."""
+    path = make_url(url).database
+    if path and path != ":memory:" and not path.startswith("file:") and not os.path.exists(path):
+        # Made by another worker first, or no folder for it: SQLite says so when it opens it.
+        with contextlib.suppress(FileExistsError, FileNotFoundError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 class Database:
     """Owns the engine and hands out sessions that commit on success and roll back on error."""
 
-    def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+    def __init__(self, url: str, limits: DatabaseLimits | None = None) -> None:
+        self.limits = limits or DatabaseLimits()
+        self.engine: Engine = create_engine(url, **_engine_options(url, self.limits))
+        self.watchdog = Watchdog(self.limits.operation_seconds)
+        self.health = Health()
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            _create_private_file(url)
+            busy = int(self.limits.statement_seconds * 1000)
+            event.listen(self.engine, "connect", lambda conn, _: _sqlite_pragmas(conn, busy))
+        else:
+            event.listen(self.engine, "checkout", self._checked_out)
+        if dialect == "postgresql":
+            event.listen(self.engine, "connect", self._set_statement_timeout)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._prepared: list[PreparedRead] = []
+
+    def _checked_out(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        fileno = getattr(dbapi_connection, "fileno", None)
+        if fileno is not None:
+            self.watchdog.uses(fileno())
+
+    def _set_statement_timeout(self, dbapi_connection: Any, _record: Any) -> None:
+        milliseconds = int(self.limits.statement_seconds * 1000)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET statement_timeout = {milliseconds}")
+        cursor.close()
+        dbapi_connection.commit()
+
+    @contextmanager
+    def guarded(self) -> Iterator[None]:
+        """Run database work with its deadline, turning an unreachable database into
+        `ServiceUnavailable` and a value it cannot store into `ValidationFailed`."""
+        try:
+            with self.watchdog.operation():
+                yield
+        except sa_exc.DataError as exc:
+            raise ValidationFailed("The request holds a value that cannot be stored.") from exc
+        except (*UNAVAILABLE, *self._dbapi_errors) as exc:  # the driver's own: prepared reads
+            if is_unavailable(exc):
+                raise self.health.failed(exc) from exc
+            raise
+        self.health.succeeded()
+
+    @property
+    def _dbapi_errors(self) -> tuple[type[BaseException], ...]:
+        dbapi = self.engine.dialect.loaded_dbapi
+        return (dbapi.OperationalError, dbapi.InterfaceError)
+
+    def ping(self) -> None:
+        """Check that the database answers (readiness); raise `ServiceUnavailable` if not."""
+        with self.session() as session:
+            session.execute(select(1))
 
     def create_tables(self) -> None:
         """Create any missing table; safe when several workers start at the same moment.
@@ -109,22 +240,23 @@ class Database:
         """
         for attempt in range(CREATE_ATTEMPTS):
             try:
-                Base.metadata.create_all(self.engine)
+                with self.guarded():
+                    Base.metadata.create_all(self.engine)
                 return
-            except DBAPIError:
+            except sa_exc.DBAPIError:
                 if attempt == CREATE_ATTEMPTS - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """Yield a session inside one transaction."""
-        with self._sessions.begin() as session:
+        """Yield a session inside one transaction, guarded (see `guarded`)."""
+        with self.guarded(), self._sessions.begin() as session:
             yield session
 
     def prepare(self, statement: Select) -> PreparedRead:
         """Compile a read for this database once; see `PreparedRead`."""
-        prepared = PreparedRead(self.engine, statement)
+        prepared = PreparedRead(self, statement)
         self._prepared.append(prepared)
         return prepared
 
@@ -146,8 +278,10 @@ class PreparedRead:
     them, with no type conversion: select plain columns.
     """
 
-    def __init__(self, engine: Engine, statement: Select) -> None:
+    def __init__(self, database: Database, statement: Select) -> None:
+        engine = database.engine
         compiled = statement.compile(dialect=engine.dialect)
+        self._database = database
         self._engine = engine
         #: The statement as the database receives it.
         self.sql = str(compiled)
@@ -172,8 +306,12 @@ class PreparedRead:
             arguments[name] = processor(arguments[name])
         if self._positions is not None:
             arguments = [arguments[name] for name in self._positions]
-        if self._local is not None:
-            return self._own_connection().execute(self.sql, arguments).fetchone()
+        with self._database.guarded():
+            if self._local is not None:
+                return self._own_connection().execute(self.sql, arguments).fetchone()
+            return self._pooled(arguments)
+
+    def _pooled(self, arguments: Any) -> tuple[Any, ...] | None:
         connection = self._engine.raw_connection()
         try:
             cursor = connection.cursor()
@@ -201,7 +339,7 @@ class PreparedRead:
             arguments, options = dialect.create_connect_args(self._engine.url)
             options = {**options, "isolation_level": None, "check_same_thread": False}
             connection = dialect.loaded_dbapi.connect(*arguments, **options)
-            _sqlite_pragmas(connection, None)
+            _sqlite_pragmas(connection, int(self._database.limits.statement_seconds * 1000))
             with self._lock:
                 self._opened.append(connection)
             self._local.connection = connection

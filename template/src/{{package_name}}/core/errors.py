@@ -41,6 +41,24 @@ class ValidationFailed(ServiceError):
     oauth_error = "invalid_request"
 
 
+class BodyTooLarge(ServiceError):
+    """Raised when a request body is over the bound (`MAX_BODY_BYTES`), before it is read."""
+
+    code = "body_too_large"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    detail = "The request body is too large for this service."
+
+
+class ServiceUnavailable(ServiceError):
+    """Raised when the database does not answer in time; the client may try again later."""
+
+    code = "service_unavailable"
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    detail = "The service cannot reach its database right now; try again in a few seconds."
+    #: Seconds a client should wait before trying again (the `Retry-After` header).
+    retry_after = 5
+
+
 class UnsupportedGrantType(ServiceError):
     """Raised when the token endpoint is asked for a grant it does not offer."""
 
@@ -180,11 +198,15 @@ def problem_for(error: ServiceError) -> Problem:
         body = {"error": error.oauth_error, "error_description": error.detail, **body}
         return Problem(int(error.status), body, dict(NO_STORE))
     headers = {"WWW-Authenticate": error.challenge()} if isinstance(error, AuthError) else {}
+    if isinstance(error, ServiceUnavailable):
+        headers["Retry-After"] = str(error.retry_after)
     return Problem(int(error.status), body, headers)
 
 
 def problem_for_status(status: int) -> Problem:
     """Describe a framework-raised HTTP status (404, 405, 500, ...) in the same envelope."""
+    if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+        return problem_for(BodyTooLarge())
     if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
         detail, code = "The server failed to handle the request.", "internal_error"
     else:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from .keys import (
 log = logging.getLogger(__name__)
 
 MANIFEST = "keyring.json"
+#: How `copier copy` marks the HMAC secret it writes into `.env`: development only.
+DEVELOPMENT_SECRET_PREFIX = "dev-"  # noqa: S105 - a marker, not a secret
 #: How often, at most, a running service looks for a changed manifest (one `stat`).
 RECHECK_SECONDS = 1.0
 
@@ -49,6 +52,8 @@ class Manifest:
     current: str
     staged: str | None = None
     retiring: dict[str, float] = field(default_factory=dict)
+    #: Made automatically on a first start in development: refused anywhere else.
+    development: bool = False
 
 
 class KeyRing:
@@ -65,6 +70,11 @@ class KeyRing:
     def exists(self) -> bool:
         """Whether the directory holds a key ring."""
         return (self.directory / MANIFEST).is_file()
+
+    @property
+    def made_for_development(self) -> bool:
+        """Whether the ring was made automatically by a first start in development."""
+        return self._read().development
 
     def load(self) -> KeySet:
         """Parse every trusted key once: current, staged, and retiring keys still in grace.
@@ -90,13 +100,14 @@ class KeyRing:
             return None
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
-    def create(self) -> bool:
+    def create(self, *, development: bool = False) -> bool:
         """Create the ring with one new key; False if another process created it first."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         kid = self._new_key_file()
         manifest_path = self.directory / MANIFEST
         staging = self.directory / f".{MANIFEST}.{secrets.token_hex(8)}"
-        _write_private(staging, json.dumps(asdict(Manifest(self.algorithm, kid)), indent=2))
+        manifest = Manifest(self.algorithm, kid, development=development)
+        _write_private(staging, json.dumps(asdict(manifest), indent=2))
         try:
             os.link(staging, manifest_path)  # atomic: exactly one creator wins
         except FileExistsError:
@@ -246,8 +257,15 @@ def load_keys(settings: Settings) -> KeySet | RingKeys:
     Either result is a key source: `current()` returns the key set to use now.
     """
     algorithm = settings.jwt_algorithm
+    development = settings.environment == "development"
     variable, material = _signing_material(settings)
     if material is not None:
+        if not development and material.startswith(DEVELOPMENT_SECRET_PREFIX):
+            raise ConfigError(
+                f"{variable} is the development secret that `copier copy` wrote into .env; "
+                f"set a new one for {settings.environment} (`keys generate` prints one) in the "
+                f"environment or your secret store"
+            )
         current = _load_named(variable, algorithm, material, verify_only=False)
         previous = (
             settings.jwt_previous_keys.get_secret_value() if settings.jwt_previous_keys else ""
@@ -261,16 +279,25 @@ def load_keys(settings: Settings) -> KeySet | RingKeys:
         ]
         return build_keyset(algorithm, current, others)
     ring = KeyRing(settings.jwt_keys_dir, algorithm)
+    needed = variable if is_hmac(algorithm) else "JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE"
     if not ring.exists:
-        if settings.environment != "development":
-            needed = variable if is_hmac(algorithm) else "JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE"
+        if not development:
             raise ConfigError(
                 f"{needed} is required in {settings.environment} for {algorithm} "
                 f"(or a key ring in JWT_KEYS_DIR, made with `keys rotate`); "
                 f"`keys generate` prints new key material"
             )
-        if ring.create():
+        if ring.create(development=True):
             log.warning("Created a new %s key ring in %s (git-ignored).", algorithm, ring.directory)
+    elif not development:
+        if ring.made_for_development:
+            raise ConfigError(
+                f"JWT_KEYS_DIR ({ring.directory}) holds the key ring made automatically for "
+                f"development; in {settings.environment} set {needed}, or make a key ring with "
+                f"`keys rotate` in an empty JWT_KEYS_DIR"
+            )
+        for path in sorted(ring.directory.iterdir()):
+            _refuse_if_readable_by_others("JWT_KEYS_DIR", path)
     return RingKeys(ring)
 
 
@@ -293,10 +320,23 @@ def _signing_material(settings: Settings) -> tuple[str, str | None]:
         raise ConfigError("set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE, not both")
     if path:
         try:
-            return "JWT_PRIVATE_KEY_FILE", path.read_text()
+            material = path.read_text()
         except OSError as exc:
             raise ConfigError(f"JWT_PRIVATE_KEY_FILE: cannot read {path}: {exc.strerror}") from exc
+        if settings.environment != "development":
+            _refuse_if_readable_by_others("JWT_PRIVATE_KEY_FILE", path)
+        return "JWT_PRIVATE_KEY_FILE", material
     return "JWT_PRIVATE_KEY", pem.get_secret_value() if pem else None
+
+
+def _refuse_if_readable_by_others(variable: str, path: Path) -> None:
+    """Outside development, a private key file must not be readable by every user."""
+    mode = path.stat().st_mode
+    if mode & stat.S_IROTH:
+        raise ConfigError(
+            f"{variable}: {path} can be read by every user (mode {stat.filemode(mode)}); "
+            f"make it private: chmod 600 {path}"
+        )
 
 
 def _load_named(variable: str, algorithm: str, material: str, *, verify_only: bool) -> Key:

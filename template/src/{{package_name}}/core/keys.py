@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,13 +133,27 @@ class KeySet:
         }
 
 
+#: What zlib adds to any input: header, checksum, block headers.
+_ZLIB_OVERHEAD = 11
+
+
 def secret_problem(algorithm: str, secret: str) -> str | None:
-    """Say what is wrong with an HMAC secret for `algorithm`, or return None when it is fine."""
+    """Say what is wrong with an HMAC secret for `algorithm`, or return None when it is fine.
+
+    Besides its length, a secret must carry about as much randomness as the hash's output:
+    text that compresses below that size (`aaaa...`, a repeated pattern, a passphrase of
+    words) is refused. What `keys generate` or `openssl rand -base64 48` prints passes.
+    """
     if any(marker in secret.lower() for marker in PLACEHOLDER_MARKERS):
         return "is a placeholder from an example file"
     needed = HMAC_SECRET_BYTES[algorithm]
     if len(secret.encode()) < needed:
         return f"must be at least {needed} bytes for {algorithm} (RFC 7518 section 3.2)"
+    if len(zlib.compress(secret.encode(), 9)) - _ZLIB_OVERHEAD < needed:
+        return (
+            f"is too predictable for {algorithm}: use random bytes, for example what "
+            f"`keys generate` prints"
+        )
     return None
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .db import REVOKED, Database, RefreshToken, Revocation, revocation_parameters
 from .errors import InvalidToken, RefreshTokenReused, RevokedToken, ServiceError
+from .events import security_event
 from .tokens import IssuedToken, TokenService
 
 
@@ -130,6 +131,7 @@ class Sessions:
                 )
                 db.add(self._row(refresh, row.session_id, row.user_id))
         if used != 1:
+            security_event("refresh_token_reused", user_id=row.user_id, session_id=row.session_id)
             raise RefreshTokenReused()
         access = self._tokens.issue_access(claims["sub"], row.session_id, not_after=row.expires_at)
         return Tokens(access, refresh)

@@ -13,11 +13,17 @@ from .errors import UnsupportedGrantType, ValidationFailed
 
 FORM = "application/x-www-form-urlencoded"
 
+#: No control characters (NUL included: PostgreSQL cannot store it) in any credential.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
 Username = Annotated[
     str, StringConstraints(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
-TokenText = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256, pattern=PRINTABLE)]
+TokenText = Annotated[
+    str, StringConstraints(min_length=1, max_length=16384, pattern=r"^[A-Za-z0-9_.=-]+$")
+]
+AnyCredential = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=PRINTABLE)]
 
 
 class Registration(BaseModel):
@@ -41,8 +47,8 @@ class LoginForm(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    username: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    username: AnyCredential
+    password: AnyCredential
 
 
 class UserOut(BaseModel):
@@ -107,10 +113,14 @@ def validate(model: type[BaseModel], data: Any) -> Any:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Parse a JSON request body, raising `ValidationFailed` when it is not JSON."""
+    """Parse a JSON request body, raising `ValidationFailed` when it is not JSON.
+
+    ValueError covers malformed JSON, bad UTF-8 and integers too long to convert (over 4,300
+    digits); RecursionError, arrays and objects nested too deep to parse.
+    """
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValidationFailed("The request body must be a JSON object.") from exc
 
 

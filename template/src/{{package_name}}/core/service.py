@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from ..settings import Settings
-from .db import Database, User
-from .errors import NotFound, RevokedToken, ServiceError, TokenEndpointError
+from .db import Database, DatabaseLimits, User
+from .errors import (
+    InvalidToken,
+    NotFound,
+    RevokedToken,
+    ServiceError,
+    ServiceUnavailable,
+    TokenEndpointError,
+)
+from .events import security_event
 from .keyring import load_keys
 from .keys import is_hmac
 from .passwords import Argon2Parameters, PasswordHasher
@@ -50,8 +61,18 @@ class AuthService:
             refresh_lifetime_seconds=settings.refresh_token_days * 86400,
             leeway_seconds=settings.jwt_leeway_seconds,
         )
-        database = Database(settings.database_url)
-        database.create_tables()
+        database = Database(
+            settings.database_url,
+            DatabaseLimits(
+                connect_seconds=settings.database_connect_timeout,
+                statement_seconds=settings.database_statement_timeout,
+                pool_size=settings.database_pool_size,
+            ),
+        )
+        # A database that is away at start is no reason not to start: requests that need it
+        # answer 503 until it is back, the others work (the outage is logged once).
+        with contextlib.suppress(ServiceUnavailable):
+            database.create_tables()
         hasher = PasswordHasher(
             Argon2Parameters(
                 time_cost=settings.argon2_time_cost,
@@ -85,7 +106,11 @@ class AuthService:
             grant, data = parse_token_request(content_type, body, grants)
             if grant is GrantType.PASSWORD:
                 return self.login(validate(LoginForm, data))
-            return self.refresh(validate(RefreshRequest, data).refresh_token)
+            try:
+                return self.refresh(validate(RefreshRequest, data).refresh_token)
+            except InvalidToken as exc:
+                security_event("token_refused", kind="refresh", reason=exc.code)
+                raise
         except ServiceError as exc:
             if exc.oauth_error is None:
                 raise
@@ -111,30 +136,54 @@ class AuthService:
         try:
             refresh_token = parse_logout_body(body).refresh_token
         except ServiceError as exc:
+            refused: ServiceError | None = exc
             self.sessions.end(claims, None)
-            return _logout_report(exc)
-        refused = self.sessions.end(claims, refresh_token)
+        else:
+            refused = self.sessions.end(claims, refresh_token)
+        security_event(
+            "logout",
+            user_id=claims["sub"],
+            session_id=claims.get("sid"),
+            refresh_token_refused=refused.code if refused else None,
+        )
         return None if refused is None else _logout_report(refused)
 
     def authenticate(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid access token that is not revoked; `sub` is the user id.
 
         No user lookup: for routes that need only who is calling. Any failure is an
-        `InvalidToken`.
+        `InvalidToken`. Both steps in one call; async callers run `verify` on the event loop
+        (no I/O) and `check_not_revoked` in a thread.
         """
-        claims = self.tokens.verify_access(token)
-        if self.sessions.is_revoked(claims["jti"], claims.get("sid")):
-            raise RevokedToken()
+        return self.check_not_revoked(self.verify(token))
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid access token, revoked or not: signature and claims only, no
+        I/O (a token seen before is a memory lookup)."""
+        with _refusals_logged():
+            return self.tokens.verify_access(token)
+
+    def check_not_revoked(self, claims: dict[str, Any]) -> dict[str, Any]:
+        """Return `claims` if neither the token nor its login is revoked (a database read)."""
+        with _refusals_logged():
+            if self.sessions.is_revoked(claims["jti"], claims.get("sid")):
+                raise RevokedToken()
         return claims
 
     def current_user(self, token: str) -> UserOut:
-        """Return the user an access token belongs to; any failure is an `InvalidToken`.
+        """Return the user an access token belongs to; any failure is an `InvalidToken`."""
+        return self.user_of(self.verify(token))
 
-        The revocation check and the user lookup are one query.
-        """
-        claims = self.tokens.verify_access(token)
-        user = self.users.by_subject(claims["sub"], claims["jti"], claims.get("sid"))
+    def user_of(self, claims: dict[str, Any]) -> UserOut:
+        """The user of verified `claims`, if neither token nor login is revoked: one read."""
+        with _refusals_logged():
+            user = self.users.by_subject(claims["sub"], claims["jti"], claims.get("sid"))
         return _user_out(user)
+
+    def ready(self) -> dict[str, str]:
+        """Readiness: the database answers; raise `ServiceUnavailable` if it does not."""
+        self.database.ping()
+        return {"status": "ready"}
 
     def jwks(self) -> dict[str, Any]:
         """The JWK Set of the public keys; HMAC services have none and answer 404."""
@@ -142,6 +191,16 @@ class AuthService:
         if is_hmac(keys.algorithm):
             raise NotFound("This service signs with a shared secret (HMAC): it has no public keys.")
         return keys.jwks()
+
+
+@contextmanager
+def _refusals_logged() -> Iterator[None]:
+    """Log a refused access token as a security event (its reason, never the token)."""
+    try:
+        yield
+    except InvalidToken as exc:
+        security_event("token_refused", kind="access", reason=exc.code, detail=exc.detail)
+        raise
 
 
 def _logout_report(error: ServiceError) -> LogoutReport:

@@ -9,7 +9,6 @@ checks `aud` as the README says. The private `token_type` claim says it a third 
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -162,9 +161,15 @@ class VerifiedTokens:
         return len(self._entries)
 
 
+#: Times beyond this (the year 9999) are refused: they are no real expiry.
+MAX_TIME = 253402300799
+
+
 def _is_time(value: object) -> bool:
-    """A finite number of seconds (JSON parsing lets NaN and Infinity through)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number of seconds (JSON parsing lets NaN, Infinity and huge integers through)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return -MAX_TIME <= value <= MAX_TIME  # False for NaN and the infinities too
 
 
 def _pyjwt() -> jwt.PyJWT:
@@ -327,5 +332,7 @@ class TokenService:
             raise InvalidToken() from exc
         if claims["token_type"] != token_type.value:
             raise InvalidToken(token_type.required)
+        if not isinstance(claims["jti"], str) or not isinstance(claims.get("sid", ""), str):
+            raise InvalidToken("The token's jti and sid must be strings.")
         self._check_times(claims)
         return claims, kid

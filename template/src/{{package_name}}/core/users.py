@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .db import REVOKED, Database, User, revocation_parameters
 from .errors import InvalidCredentials, RevokedToken, UnknownUser, UsernameTaken
+from .events import security_event
 from .passwords import PasswordHasher
 
 
@@ -55,9 +56,12 @@ class UserService:
             user = session.scalar(select(User).where(User.username_key == username.lower()))
         if user is None:
             self._hasher.verify_unknown_user(password)
+            security_event("login_failed", reason="unknown_user")
             raise InvalidCredentials()
         if not self._hasher.verify(password, user.password_hash):
+            security_event("login_failed", reason="wrong_password", user_id=user.id)
             raise InvalidCredentials()
+        security_event("login_succeeded", user_id=user.id)
         return user
 
     def by_subject(

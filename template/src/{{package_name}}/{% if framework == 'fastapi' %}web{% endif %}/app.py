@@ -6,26 +6,53 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from .. import TITLE
+from ..core import events
 from ..core.service import AuthService
 from ..settings import Settings
 from .errors import register_error_handlers
+from .middleware import Guard
 from .routes import auth, health, jwks, users
+
+DOCS_PATH = "/docs"
+#: Where Swagger UI's own files are served from (a package, not a CDN: /docs works offline).
+DOCS_ASSETS_PATH = "/docs-assets"
 
 
 def create_app(settings: Settings) -> FastAPI:
     """Return a new app with its own keys and database; nothing is shared between apps."""
     service = AuthService.from_settings(settings)
+    events.configure()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         service.database.dispose()
 
-    app = FastAPI(title=TITLE, lifespan=lifespan)
+    if settings.docs_enabled:
+        app = FastAPIOffline(
+            title=TITLE,
+            lifespan=lifespan,
+            docs_url=DOCS_PATH,
+            redoc_url=None,
+            static_url=DOCS_ASSETS_PATH,
+        )
+        docs_paths: tuple[str, ...] = (DOCS_PATH, DOCS_ASSETS_PATH)
+    else:
+        app = FastAPI(
+            title=TITLE, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        )
+        docs_paths = ()
     app.state.auth = service
     register_error_handlers(app)
+    app.add_middleware(
+        Guard,
+        max_body_bytes=settings.max_body_bytes,
+        production=settings.environment != "development",
+        docs_paths=docs_paths,
+    )
     app.include_router(health.router)
     app.include_router(auth.router)
     if service.refresh_enabled:

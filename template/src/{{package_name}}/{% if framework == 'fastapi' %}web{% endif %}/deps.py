@@ -1,10 +1,11 @@
 """Dependencies the routes declare: the auth service, the caller's token and user.
 
-`AccessClaims` and `CurrentUser` are each one `async def` dependency with no sub-dependencies:
-FastAPI runs a plain `def` dependency in its thread pool, and its cost per request grows with
-every dependency it resolves. Both run on the event loop: a token seen before is a memory
-lookup, and the check against the database is one primary-key read. Both also declare the
-OAuth2 password flow in OpenAPI, so Swagger UI's Authorize button logs in at /auth/login.
+`AccessClaims` and `CurrentUser` are each one `async def` dependency with no sub-dependencies
+(FastAPI's cost per request grows with every dependency it resolves). The token is checked on
+the event loop: no I/O, and a token seen before is a memory lookup. The database read that
+follows (revocation, and the user for `CurrentUser`) runs in the thread pool, so a slow or
+stalled database never blocks the event loop. Both also declare the OAuth2 password flow in
+OpenAPI, so Swagger UI's Authorize button logs in at /auth/login.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
 from ..core.schemas import UserOut
@@ -40,15 +42,17 @@ class _Bearer(OAuth2PasswordBearer):
 class _AccessClaims(_Bearer):
     async def __call__(self, request: Request) -> dict[str, Any]:  # type: ignore[override]
         """The claims of the caller's valid, unrevoked access token (`sub` is the user id)."""
-        token = bearer_token(request.headers.getlist("Authorization"))
-        return request.app.state.auth.authenticate(token)
+        auth: AuthService = request.app.state.auth
+        claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
+        return await run_in_threadpool(auth.check_not_revoked, claims)
 
 
 class _CurrentUser(_Bearer):
     async def __call__(self, request: Request) -> UserOut:  # type: ignore[override]
         """The caller's user: token checks, revocation and user lookup in one read."""
-        token = bearer_token(request.headers.getlist("Authorization"))
-        return request.app.state.auth.current_user(token)
+        auth: AuthService = request.app.state.auth
+        claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
+        return await run_in_threadpool(auth.user_of, claims)
 
 
 AccessClaims = Annotated[dict[str, Any], Depends(_AccessClaims())]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..core.errors import (
+    BodyTooLarge,
     Problem,
     ServiceError,
     ValidationFailed,
@@ -17,8 +16,6 @@ from ..core.errors import (
     problem_for_status,
 )
 from ..core.schemas import describe_errors
-
-log = logging.getLogger(__name__)
 
 
 def _response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -36,17 +33,16 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == BodyTooLarge.status:
+        return _response(problem_for(BodyTooLarge(exc.detail)))
     return _response(problem_for_status(exc.status_code), exc.headers)
 
 
-async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _response(problem_for_status(500))
-
-
 def register_error_handlers(app: FastAPI) -> None:
-    """Install the handlers so no framework default (HTML, list-shaped 422) reaches a client."""
+    """Install the handlers so no framework default (HTML, list-shaped 422) reaches a client.
+
+    Unexpected exceptions are answered by the `Guard` middleware: logged once, JSON 500.
+    """
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unhandled_error)

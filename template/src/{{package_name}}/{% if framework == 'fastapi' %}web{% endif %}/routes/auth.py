@@ -8,7 +8,16 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from ...core.errors import NO_STORE
-from ...core.schemas import FORM, GrantType, LogoutReport, Registration, TokenResponse, UserOut
+from ...core.schemas import (
+    FORM,
+    GrantType,
+    LogoutReport,
+    Registration,
+    TokenResponse,
+    UserOut,
+    parse_json,
+    validate,
+)
 from ..deps import AccessClaims, AuthDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -42,10 +51,20 @@ def _token_body(*grants: GrantType) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-@router.post("/register", status_code=201)
-def register(body: Registration, auth: AuthDep) -> UserOut:
-    """Create a user (sync: Argon2 hashing runs in the thread pool, off the event loop)."""
-    return auth.register(body)
+_REGISTRATION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": Registration.model_json_schema()}},
+    }
+}
+
+
+@router.post("/register", status_code=201, openapi_extra=_REGISTRATION_BODY)
+async def register(request: Request, auth: AuthDep) -> UserOut:
+    """Create a user. The body is parsed as every other body is (one error for any malformed
+    JSON); Argon2 hashing runs in the thread pool, off the event loop."""
+    registration = validate(Registration, parse_json(await request.body()))
+    return await run_in_threadpool(auth.register, registration)
 
 
 @router.post(

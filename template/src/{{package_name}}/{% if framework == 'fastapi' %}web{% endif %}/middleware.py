@@ -1,0 +1,111 @@
+"""Pure ASGI middleware: what every request and response goes through, in one pass.
+
+`Guard` bounds request bodies before they are buffered (a `Content-Length` over the bound is
+refused at once; a chunked body as soon as it crosses it), adds the security headers, records
+the client's address for security events, and answers any unexpected exception with the JSON
+500 of the contract, logged once (Starlette's own handler would log it again and re-raise).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..core.errors import BodyTooLarge, Problem, problem_for, problem_for_status
+from ..core.events import client_address
+from ..core.headers import security_headers
+
+log = logging.getLogger(__name__)
+
+
+class Guard:
+    """Bounds bodies, adds security headers, notes the client, contains unexpected errors."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, production: bool, docs_paths: tuple[str, ...]
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self._headers = [
+            _encoded(security_headers(docs_page=docs, production=production))
+            for docs in (False, True)
+        ]
+        self._docs_paths = docs_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        client_address.set(client[0] if client else None)
+        docs = scope["path"].startswith(self._docs_paths) if self._docs_paths else False
+        extra = self._headers[docs]
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                present = {name for name, _ in message["headers"]}
+                headers = [pair for pair in extra if pair[0] not in present]
+                message = {**message, "headers": [*message["headers"], *headers]}
+            await send(message)
+
+        length = _content_length(scope)
+        if length is not None and length > self.max_body_bytes:
+            await _answer(send_with_headers, problem_for(self._too_large()))
+            return
+        try:
+            await self.app(scope, self._bounded(receive), send_with_headers)
+        except Exception as exc:
+            log.error("Unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+            if not started:
+                await _answer(send_with_headers, problem_for_status(500))
+
+    def _too_large(self) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"The request body is larger than {self.max_body_bytes} bytes; send less."
+        )
+
+    def _bounded(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    # An HTTPException passes through FastAPI's own body parsing unchanged;
+                    # the app's handler answers it with the 413 of the contract.
+                    raise HTTPException(413, self._too_large().detail)
+            return message
+
+        return bounded_receive
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+
+async def _answer(send: Send, problem: Problem) -> None:
+    body = json.dumps(problem.body).encode()
+    headers: list[Any] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *_encoded(problem.headers),
+    ]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

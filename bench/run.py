@@ -401,11 +401,11 @@ def main(argv: list[str]) -> int:
         with ExitStack() as stack:
             urls = {}
             for app in servers:  # all up at once; only the one under load does work
-                url, process = stack.enter_context(
+                running = stack.enter_context(
                     server_process(app.cwd, app.framework, "", PYTHON, app.env, app=app.app)
                 )
-                urls[app.name] = (url, process.pid)
-                app.token, app.login_ms = sign_in(url)
+                urls[app.name] = (running.url, running.process.pid)
+                app.token, app.login_ms = sign_in(running.url)
             print(f"Loading each route for {seconds} s, {rounds} rounds ...", flush=True)
             load_routes(servers, urls, binary, seconds, rounds)
             for app in servers:

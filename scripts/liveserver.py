@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,23 +28,62 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: The options of the rendered README's production uvicorn command: h11 bounds request heads
+#: (16 KiB), a bounded number of connections, short keep-alive.
+UVICORN_OPTIONS = (
+    "--http",
+    "h11",
+    "--h11-max-incomplete-event-size",
+    "16384",
+    "--limit-concurrency",
+    "1000",
+    "--timeout-keep-alive",
+    "5",
+    "--no-server-header",
+)
+
+
 def server_command(
     python: Path, framework: str, package: str, port: int, app: str | None = None
 ) -> list[str]:
-    """The production server the rendered README documents: uvicorn (one worker) or gunicorn
-    (two sync workers), serving `<package>.asgi:app` / `<package>.wsgi:app` unless `app` says."""
+    """The production server the rendered README documents: uvicorn (one worker, the README's
+    options) or gunicorn (its `gunicorn.conf.py`: gthread workers, one per core), serving
+    `<package>.asgi:app` / `<package>.wsgi:app` unless `app` says."""
     if framework == "fastapi":
         server = ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-        return [str(python), "-m", *server, app or f"{package}.asgi:app"]
-    bind = ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
+        return [str(python), "-m", *server, *UVICORN_OPTIONS, app or f"{package}.asgi:app"]
+    bind = ["--bind", f"127.0.0.1:{port}"]
+    if app is not None:  # not a rendered project: no gunicorn.conf.py, two sync workers
+        bind += ["--workers", "2"]
     return [str(python), "-m", "gunicorn", *bind, app or f"{package}.wsgi:app"]
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A server started by `server_process`: its URL, its process, what it printed."""
+
+    url: str
+    process: subprocess.Popen
+    log: IO[bytes]
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        return read(self.log)
+
+    def command_has(self, word: str) -> bool:
+        """Whether `word` is part of the command that started the server."""
+        return any(word in str(part) for part in self.process.args)
 
 
 @contextmanager
 def running_server(*args: Any, **kwargs: Any) -> Iterator[str]:
     """`server_process` (same arguments), yielding only the base URL."""
-    with server_process(*args, **kwargs) as (url, _):
-        yield url
+    with server_process(*args, **kwargs) as server:
+        yield server.url
 
 
 @contextmanager
@@ -55,9 +95,9 @@ def server_process(
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     app: str | None = None,
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run the server in `project`; yield its base URL and its process (whose PID leads the
-    server's process group). The server is stopped by PID on the way out, always."""
+) -> Iterator[RunningServer]:
+    """Run the server in `project`; yield it (its process's PID leads the server's process
+    group). The server is stopped by PID on the way out, always."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -71,7 +111,7 @@ def server_process(
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(process, url, log, timeout)
-            yield url, process
+            yield RunningServer(url, process, log)
             if process.poll() is not None:
                 raise ServerFailed(f"server died with {process.returncode}:\n{read(log)}")
         finally:

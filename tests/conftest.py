@@ -170,10 +170,10 @@ def live_server(render, tmp_path_factory) -> Iterator[Any]:
                 "JWT_KEYS_DIR": str(state / "keys"),
                 **CHEAP_HASHING,
             }
-            url, process = stack.enter_context(
+            running = stack.enter_context(
                 server_process(project.path, project.framework, project.package, PYTHON, env=env)
             )
-            current[key] = LiveServer(url, project, state, process.pid)
+            current[key] = LiveServer(running.url, project, state, running.process.pid)
         return current[key]
 
     with stack:

@@ -216,14 +216,15 @@ class Database:
                 yield
         except sa_exc.DataError as exc:
             raise ValidationFailed("The request holds a value that cannot be stored.") from exc
-        except (*UNAVAILABLE, *self._dbapi_errors) as exc:  # the driver's own: prepared reads
+        except (*UNAVAILABLE, *self.driver_errors) as exc:  # the driver's own: prepared reads
             if is_unavailable(exc):
                 raise self.health.failed(exc) from exc
             raise
         self.health.succeeded()
 
     @property
-    def _dbapi_errors(self) -> tuple[type[BaseException], ...]:
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        """The driver's own errors for a connection that failed (prepared reads meet them)."""
         dbapi = self.engine.dialect.loaded_dbapi
         return (dbapi.OperationalError, dbapi.InterfaceError)
 
@@ -320,6 +321,9 @@ class PreparedRead:
                 return cursor.fetchone()
             finally:
                 cursor.close()
+        except self._database.driver_errors:
+            connection.invalidate()  # broken: the pool makes a new one instead of resetting it
+            raise
         finally:
             connection.close()  # back to the pool, which rolls the read's transaction back
 

@@ -8,6 +8,7 @@ from typing import ParamSpec, TypeVar
 
 from flask import current_app, g, request
 
+from ..core.errors import BodyTooLarge
 from ..core.service import AuthService
 from ..core.tokens import bearer_token
 
@@ -41,6 +42,21 @@ def token_required(view: Callable[P, R]) -> Callable[P, R]:
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def request_body() -> bytes:
+    """The request body, refused with 413 when over `MAX_CONTENT_LENGTH`.
+
+    A body of announced size is refused by werkzeug before it is read. A chunked body has no
+    size to check, and werkzeug would cut it at the bound silently: read one byte past it.
+    """
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data()
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    data = request.environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise BodyTooLarge(f"The request body is larger than {limit} bytes; send less.")
+    return data
 
 
 def _bearer() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import FRAMEWORKS, PYTHON
+from conftest import FRAMEWORKS, PYTHON, Project
 from liveserver import run_to_exit
 
 HMAC_CASES = [
@@ -70,3 +70,53 @@ def test_production_refuses_a_missing_key(render, tmp_path, framework: str, algo
     shutil.rmtree(copy / "keys", ignore_errors=True)
     assert_refused(copy, framework, {}, MISSING[algorithm])
     assert not (copy / "keys").exists()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_production_refuses_what_the_development_set_up_made(
+    render, tmp_path, framework: str
+) -> None:
+    """The .env secret copier wrote, and the key ring a first start in development made."""
+    hmac = render(framework=framework, jwt_algorithm="HS256")
+    assert_refused(hmac.path, framework, {}, "JWT_SECRET is the development secret")
+    project = render(framework=framework, jwt_algorithm="EdDSA")
+    copy = shutil.copytree(project.path, tmp_path / "project")
+    shutil.rmtree(copy / "keys", ignore_errors=True)
+    made = Project(copy, project.answers).run(
+        PYTHON,
+        "-c",
+        f"from {project.package}.asgi import app"
+        if framework == "fastapi"
+        else f"from {project.package}.wsgi import app",
+        env={"ENVIRONMENT": "development"},
+    )
+    assert made.returncode == 0, made.stderr
+    assert (copy / "keys" / "keyring.json").is_file()
+    assert_refused(copy, framework, {}, "holds the key ring made automatically for development")
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_production_refuses_a_key_file_every_user_can_read(
+    render, tmp_path, framework: str
+) -> None:
+    project = render(framework=framework, jwt_algorithm="EdDSA")
+    key_file = tmp_path / "signing.pem"
+    made = project.run(PYTHON, "-m", project.package, "keys", "generate")
+    assert made.returncode == 0, made.stderr
+    key_file.write_text(made.stdout)
+    key_file.chmod(0o644)
+    env = {"JWT_PRIVATE_KEY_FILE": str(key_file)}
+    assert_refused(project.path, framework, env, "can be read by every user")
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_environment_must_be_set_outside_a_checkout(render, tmp_path, framework: str) -> None:
+    project = render(framework=framework, jwt_algorithm="EdDSA")
+    copy = shutil.copytree(project.path, tmp_path / "project")
+    (copy / ".env").unlink()
+    env = {"PYTHONPATH": str(copy / "src")}
+    package = project.package
+    returncode, output = run_to_exit(copy, framework, package, PYTHON, {**env, "ENVIRONMENT": ""})
+    assert returncode != 0, output
+    assert "ENVIRONMENT is not set: set ENVIRONMENT=production" in output
+    assert "Traceback" not in output

@@ -29,7 +29,7 @@ from hostile import (
     slow_clients,
     tree_rss_bytes,
 )
-from liveserver import RunningServer, server_process
+from liveserver import UVICORN_OPTIONS, RunningServer, server_process
 
 PASSWORD = "correct horse battery"
 #: Short database timeouts, so that an outage shows within seconds.
@@ -300,3 +300,18 @@ def test_malformed_input_is_never_a_server_error(server: tuple[str, Path]) -> No
             odd = signed_like(keys, account.access, **changes)
             response = client.get("/users/me", headers={"Authorization": f"Bearer {odd}"})
             assert response.status_code == 401, response.text
+
+
+def test_the_readme_documents_the_commands_these_tests_run(render) -> None:
+    """The live servers here run as the rendered README says production should."""
+    readme = render(framework="fastapi", jwt_algorithm="EdDSA").path.joinpath("README.md")
+    serving = readme.read_text().split("### Serving", 1)[1]
+    command = serving.split("uvicorn jwt_auth_service.asgi:app", 1)[1].split("```")[0]
+    for option in UVICORN_OPTIONS:
+        assert option in command, option
+    flask = render(framework="flask", jwt_algorithm="EdDSA")
+    assert (
+        "gunicorn --bind 0.0.0.0:8000 jwt_auth_service.wsgi:app"
+        in (flask.path / "README.md").read_text()
+    )
+    assert 'worker_class = "gthread"' in (flask.path / "gunicorn.conf.py").read_text()

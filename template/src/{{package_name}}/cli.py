@@ -1,5 +1,6 @@
-"""The command line: `<package> keys ...` manages the key ring in JWT_KEYS_DIR;
-`<package> db cleanup` deletes revocation records whose tokens have all expired.
+"""The command line: `<package> keys ...` manages the key ring in JWT_KEYS_DIR; `<package> db
+upgrade|current|history` manages the schema (Alembic migrations); `<package> db cleanup`
+deletes revocation records whose tokens have all expired.
 
 A zero-downtime rotation across several instances (see README, "Rotating keys"): `keys stage`;
 once verifiers have the new JWK Set, `keys rotate`; after the grace period, `keys retire`.
@@ -12,8 +13,9 @@ import argparse
 import sys
 import time
 
+from .core import schema
 from .core.db import Database
-from .core.errors import ConfigError
+from .core.errors import ConfigError, ServiceUnavailable
 from .core.keyring import KeyRing
 from .core.keys import generate_key_material
 from .core.refresh import delete_expired
@@ -42,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     database = commands.add_parser("db", help="maintain the database").add_subparsers(
         dest="command", required=True
     )
+    database.add_parser("upgrade", help="apply every migration the database lacks")
+    database.add_parser("current", help="show the revisions the database is at")
+    database.add_parser("history", help="list the migrations")
+    downgrade = database.add_parser("downgrade", help="undo migrations down to a revision")
+    downgrade.add_argument("revision", help="the revision to go back to (`base`: none)")
     database.add_parser("cleanup", help="delete expired revocations and refresh-token records")
     return parser
 
@@ -77,12 +84,30 @@ def run_keys(command: str, options: argparse.Namespace, settings: Settings) -> s
     return "\n".join(f"{kid}  {role}" for kid, role in ring.describe())
 
 
-def run_db(command: str, settings: Settings) -> str:
-    """Carry out one `db` command (`cleanup`: needs the database only, not the keys)."""
+def run_db(command: str, options: argparse.Namespace, settings: Settings) -> str:
+    """Carry out one `db` command: they need the database only, not the keys."""
+    if command == "history":
+        return schema.history().rstrip()
     database = Database(settings.database_url)
     try:
-        database.create_tables()
+        if command == "upgrade":
+            before = schema.current(database)
+            schema.upgrade(database)
+            after = schema.current(database)
+            if after == before:
+                return f"The database is up to date ({', '.join(sorted(after))})."
+            was = ", ".join(sorted(before)) or "nothing"
+            return f"Upgraded the database from {was} to {', '.join(sorted(after))}."
+        if command == "downgrade":
+            schema.downgrade(database, options.revision)
+            return f"The database is at {', '.join(sorted(schema.current(database))) or 'base'}."
+        if command == "current":
+            found, needed = schema.current(database), schema.heads()
+            state = "up to date" if found == needed else f"behind: the code needs {sorted(needed)}"
+            return f"{', '.join(sorted(found)) or 'no revision'} ({state})"
         removed = delete_expired(database, int(time.time()), settings.jwt_leeway_seconds)
+    except ServiceUnavailable as exc:
+        raise ConfigError(f"DATABASE_URL: {exc.detail}") from exc
     finally:
         database.dispose()
     return f"Deleted {removed} expired records."
@@ -94,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if options.group == "db":
-            print(run_db(options.command, settings))
+            print(run_db(options.command, options, settings))
         else:
             print(run_keys(options.command, options, settings))
     except ConfigError as exc:

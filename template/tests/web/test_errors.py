@@ -20,11 +20,12 @@ def test_wrong_method_is_a_json_405_with_allow(api: Api) -> None:
 
 def test_server_failure_is_a_json_500_that_leaks_nothing(api: Api, database) -> None:
     with database.session() as session:
-        session.execute(text("DROP TABLE users"))
+        session.execute(text("ALTER TABLE users RENAME TO users_elsewhere"))
     try:
         reply = api.register("alice")
-    finally:
-        database.create_tables()  # the other tests share this database
+    finally:  # the other tests share this database
+        with database.session() as session:
+            session.execute(text("ALTER TABLE users_elsewhere RENAME TO users"))
     assert reply.status == 500
     assert reply.body == {
         "detail": "The server failed to handle the request.",

@@ -12,7 +12,6 @@ import contextlib
 import math
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -37,8 +36,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from .availability import Health, Watchdog
 from .errors import ValidationFailed
-
-CREATE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -232,22 +229,6 @@ class Database:
         """Check that the database answers (readiness); raise `ServiceUnavailable` if not."""
         with self.session() as session:
             session.execute(select(1))
-
-    def create_tables(self) -> None:
-        """Create any missing table; safe when several workers start at the same moment.
-
-        Two processes can both see a table missing and both create it; the loser's error is
-        retried, and the retry finds the table. (A migration tool will replace this.)
-        """
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                with self.guarded():
-                    Base.metadata.create_all(self.engine)
-                return
-            except sa_exc.DBAPIError:
-                if attempt == CREATE_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

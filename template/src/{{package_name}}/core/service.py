@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import Settings
+from . import schema
 from .db import Database, DatabaseLimits, User
 from .errors import (
+    ConfigError,
     InvalidToken,
     NotFound,
     RevokedToken,
@@ -70,9 +72,14 @@ class AuthService:
             ),
         )
         # A database that is away at start is no reason not to start: requests that need it
-        # answer 503 until it is back, the others work (the outage is logged once).
-        with contextlib.suppress(ServiceUnavailable):
-            database.create_tables()
+        # answer 503 until it is back, the others work (the outage is logged once). One
+        # that is behind the code is, outside development (`schema.prepare`).
+        try:
+            with contextlib.suppress(ServiceUnavailable):
+                schema.prepare(database, development=settings.environment == "development")
+        except ConfigError:
+            database.dispose()
+            raise
         hasher = PasswordHasher(
             Argon2Parameters(
                 time_cost=settings.argon2_time_cost,

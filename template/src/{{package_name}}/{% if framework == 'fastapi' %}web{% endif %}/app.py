@@ -14,7 +14,7 @@ from ..core.service import AuthService
 from ..settings import Settings
 from .errors import register_error_handlers
 from .middleware import Guard
-from .routes import auth, health, jwks, users
+from .routes import auth, custom, health, jwks, users
 
 DOCS_PATH = "/docs"
 #: Where Swagger UI's own files are served from (a package, not a CDN: /docs works offline).
@@ -59,4 +59,5 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(auth.refresh_router)
     app.include_router(users.router)
     app.include_router(jwks.router)
+    app.include_router(custom.router)
     return app

@@ -10,7 +10,7 @@ from ..core.headers import security_headers
 from ..core.service import AuthService
 from ..settings import Settings
 from .errors import register_error_handlers
-from .routes import auth, health, jwks, users
+from .routes import auth, custom, health, jwks, users
 
 
 def create_app(settings: Settings) -> Flask:
@@ -40,4 +40,5 @@ def create_app(settings: Settings) -> Flask:
         app.register_blueprint(auth.refresh_bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(jwks.bp)
+    app.register_blueprint(custom.bp)
     return app

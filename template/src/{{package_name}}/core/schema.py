@@ -1,0 +1,131 @@
+"""The database schema, managed by Alembic migrations.
+
+The template's migrations (`migrations/versions`, branch `template`) and the project's own
+(`migrations/custom`, branch `custom`) are two branches; "up to date" means at every head.
+`<package> db upgrade` applies what is missing. A development service does so on start; any
+other refuses to start while the database is behind the code, and says which command to run.
+
+Databases made before migrations (by `create_all`, template 0.1.0 and 0.2.0) have the tables
+but no `alembic_version`: they are recognised by their columns, completed if need be, and
+stamped at revision 0001, then upgraded. The data stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+from collections.abc import Iterator
+from importlib.resources import as_file, files
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect
+
+from .db import Base, Database
+from .errors import ConfigError
+
+PACKAGE = __package__.partition(".")[0]
+#: The revision whose schema `create_all` made before there were migrations.
+BASELINE = "0001"
+#: The tables and columns of that schema; 0.1.0 had only `users`.
+BASELINE_TABLES = {
+    "users": {"id", "username", "username_key", "password_hash", "created_at"},
+    "revocations": {"id", "expires_at"},
+    "refresh_tokens": {"jti", "session_id", "user_id", "expires_at", "used_at"},
+}
+
+
+@contextlib.contextmanager
+def _config(connection: Connection | None = None) -> Iterator[Config]:
+    """Alembic's configuration for the package's migrations, on `connection` if given."""
+    with as_file(files(PACKAGE) / "migrations") as location:
+        config = Config(stdout=io.StringIO())
+        config.set_main_option("script_location", str(location))
+        config.set_main_option("path_separator", "os")
+        versions = [str(Path(location) / "versions"), str(Path(location) / "custom")]
+        config.set_main_option("version_locations", os.pathsep.join(versions))
+        config.attributes["connection"] = connection
+        yield config
+
+
+@functools.cache
+def _heads() -> frozenset[str]:
+    with _config() as config:
+        return frozenset(ScriptDirectory.from_config(config).get_heads())
+
+
+def heads() -> set[str]:
+    """The revisions the code needs (one per branch); read once per process."""
+    return set(_heads())
+
+
+def current(database: Database) -> set[str]:
+    """The revisions the database is at (empty: none)."""
+    with database.guarded(), database.engine.connect() as connection:
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def upgrade(database: Database, target: str = "heads") -> None:
+    """Adopt a database made before migrations, then apply every missing migration."""
+    with database.guarded(), database.engine.begin() as connection:
+        _adopt(connection)
+        with _config(connection) as config:
+            command.upgrade(config, target)
+
+
+def downgrade(database: Database, target: str) -> None:
+    """Undo migrations down to `target` (a revision, or `base` for none)."""
+    with database.guarded(), database.engine.begin() as connection, _config(connection) as config:
+        command.downgrade(config, target)
+
+
+def history() -> str:
+    """Every migration, newest first, as `alembic history` prints it."""
+    with _config() as config:
+        command.history(config)
+        return config.stdout.getvalue()  # type: ignore[attr-defined]
+
+
+def prepare(database: Database, *, development: bool) -> None:
+    """At start: in development, migrate; elsewhere, refuse a database behind the code."""
+    needed, found = heads(), current(database)
+    if found == needed:
+        return
+    if development:
+        upgrade(database)
+        return
+    if found != needed:
+        at = ", ".join(sorted(found)) or "no revision (empty, or made before migrations)"
+        raise ConfigError(
+            f"DATABASE_URL: the database schema is behind the code (it is at {at}; the code "
+            f"needs {', '.join(sorted(needed))}); run `python -m {PACKAGE} db upgrade`, then "
+            f"start again"
+        )
+
+
+def _adopt(connection: Connection) -> None:
+    """Stamp a database made by `create_all` at the baseline, after checking its tables."""
+    tables = set(inspect(connection).get_table_names())
+    if "alembic_version" in tables or not tables & BASELINE_TABLES.keys():
+        return
+    for table, columns in BASELINE_TABLES.items():
+        if table not in tables:
+            continue
+        found = {column["name"] for column in inspect(connection).get_columns(table)}
+        if found != columns:
+            raise ConfigError(
+                f"DATABASE_URL: the database has no migration history and its table {table!r} "
+                f"is not the one this template made (columns {sorted(found)}, expected "
+                f"{sorted(columns)}); migrate it by hand, then `alembic stamp {BASELINE}`"
+            )
+    # 0.1.0 had only `users`. (The models still match the baseline for these two tables; a
+    # later migration that changes them must create them here as the baseline had them.)
+    missing = [Base.metadata.tables[name] for name in BASELINE_TABLES if name not in tables]
+    Base.metadata.create_all(connection, tables=missing)
+    with _config(connection) as config:
+        command.stamp(config, BASELINE)

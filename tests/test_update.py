@@ -46,6 +46,13 @@ def releases(tmp_path: Path) -> Path:
     git(repo, "tag", "v0.1.0")
     readme = repo / "template" / "README.md.jinja"
     readme.write_text(readme.read_text() + "\n## Upgrading\n\nRun `copier update`.\n")
+    # The template's own version of the files it makes once changes too: updates must not
+    # bring that change into a project (the project's copy is the user's).
+    for made_once in [
+        *repo.glob("template/src/*/models.py"),
+        *repo.glob("template/src/*/*/routes/custom.py"),
+    ]:
+        made_once.write_text(made_once.read_text() + "\n# changed in the template's 0.2.0\n")
     git(repo, "commit", "-qam", "release 0.2.0: document upgrading")
     git(repo, "tag", "v0.2.0")
     return repo
@@ -88,11 +95,16 @@ def test_update_keeps_edits_and_secrets(
     git(project, "commit", "-qm", "from template 0.1.0")
     health = next(project.glob("src/*/web/routes/health.py"))
     edited = health.read_text().replace(
-        '"""Answer while the process can serve requests."""',
-        '"""Answer while the process can serve requests; our load balancer polls this."""',
+        '"""Liveness: answer while the process can serve requests (no database)."""',
+        '"""Liveness: answer while the process serves requests; our load balancer polls this."""',
     )
     assert edited != health.read_text()
     health.write_text(edited)
+    models = next(project.glob("src/*/models.py"))
+    custom = next(project.glob("src/*/web/routes/custom.py"))
+    mine = {path: path.read_text() + "\n# the user's own\n" for path in (models, custom)}
+    for path, text in mine.items():
+        path.write_text(text)
     git(project, "commit", "-qam", "user edit")
     recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
     if algorithm == "EdDSA":  # the development key pair, as the first start makes it
@@ -109,6 +121,8 @@ def test_update_keeps_edits_and_secrets(
     assert updated.returncode == 0, updated.stderr
     assert "Run `copier update`." in (project / "README.md").read_text()
     assert "our load balancer polls this" in health.read_text()
+    for path, text in mine.items():
+        assert path.read_text() == text  # made once: the template's change stays out
     assert files_with_conflicts(project) == []
     assert snapshot(project) == secrets_before
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,6 +77,8 @@ class Revocation(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    #: When it was revoked (None: before migration 0002); see `revocations`.
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 #: The revocation of a token (bound as `token_id`) or of its login (`session_id`): one read by
@@ -191,6 +193,8 @@ class Database:
             event.listen(self.engine, "connect", self._set_statement_timeout)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._prepared: list[PreparedRead] = []
+        #: Called by `dispose`, before the connections close (a listener's `stop`, say).
+        self.on_dispose: list[Callable[[], None]] = []
 
     def _checked_out(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         fileno = getattr(dbapi_connection, "fileno", None)
@@ -244,6 +248,8 @@ class Database:
 
     def dispose(self) -> None:
         """Close every connection: the pool's and the prepared reads'."""
+        for callback in self.on_dispose:
+            callback()
         for prepared in self._prepared:
             prepared.close()
         self.engine.dispose()
@@ -295,13 +301,21 @@ class PreparedRead:
 
     def _pooled(self, arguments: Any) -> tuple[Any, ...] | None:
         connection = self._engine.raw_connection()
+        driver = connection.driver_connection
+        # In autocommit, a read is one round trip: no BEGIN before it, no ROLLBACK after. The
+        # connection goes back to the pool as it came (sessions need transactions).
+        autocommit = getattr(driver, "autocommit", None)
         try:
+            if autocommit is False:
+                driver.autocommit = True
             cursor = connection.cursor()
             try:
                 cursor.execute(self.sql, arguments)
                 return cursor.fetchone()
             finally:
                 cursor.close()
+                if autocommit is False:
+                    driver.autocommit = False
         except self._database.driver_errors:
             connection.invalidate()  # broken: the pool makes a new one instead of resetting it
             raise

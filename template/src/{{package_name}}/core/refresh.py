@@ -11,8 +11,10 @@
 No access token outlives its login: its `exp` is capped at the refresh token's. So a session's
 revocation, kept until the session ends, covers every token of that session.
 
-Revocations live in the database, so logout holds across every process and instance; checking
-them is one primary-key read per request.
+Revocations live in the database, so logout holds across every process and instance. On
+PostgreSQL each process also keeps the live ones in memory, kept current by notifications
+(`revocations`), and checks them there; elsewhere, or while that set is not known to be
+complete, the check is one primary-key read.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .db import REVOKED, Database, RefreshToken, Revocation, revocation_parameters
 from .errors import InvalidToken, RefreshTokenReused, RevokedToken, ServiceError
 from .events import security_event
+from .revocations import CHANNEL, Revocations, payload
 from .tokens import IssuedToken, TokenService
 
 
@@ -50,11 +53,24 @@ class Tokens:
 class Sessions:
     """Issues, refreshes and ends login sessions for one strategy."""
 
-    def __init__(self, strategy: Strategy, database: Database, tokens: TokenService) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        database: Database,
+        tokens: TokenService,
+        revocations: Revocations | None = None,
+    ) -> None:
         self.strategy = strategy
         self._database = database
         self._tokens = tokens
         self._revoked = database.prepare(REVOKED)
+        #: The live revocations in memory (PostgreSQL), or None: read the database.
+        self.revocations = revocations
+
+    @property
+    def revocations_known(self) -> bool:
+        """Whether `is_revoked` answers from memory now (no database round trip)."""
+        return self.revocations is not None and self.revocations.known
 
     def start(self, user_id: uuid.UUID) -> Tokens:
         """Begin a session at login."""
@@ -107,7 +123,10 @@ class Sessions:
         return self._revoked.sql
 
     def is_revoked(self, token_id: str, session_id: str | None = None) -> bool:
-        """Whether a token's `jti`, or its session, is revoked: one primary-key read."""
+        """Whether a token's `jti`, or its session, is revoked: from memory when the set is
+        known to be complete, else one primary-key read."""
+        if self.revocations is not None and self.revocations.known:
+            return self.revocations.covers(token_id, session_id)
         return self._revoked.first(revocation_parameters(token_id, session_id)) is not None
 
     def _rotate(self, claims: dict[str, Any]) -> Tokens:
@@ -131,6 +150,7 @@ class Sessions:
                 )
                 db.add(self._row(refresh, row.session_id, row.user_id))
         if used != 1:
+            self._applied({row.session_id: row.expires_at})
             security_event("refresh_token_reused", user_id=row.user_id, session_id=row.session_id)
             raise RefreshTokenReused()
         access = self._tokens.issue_access(claims["sub"], row.session_id, not_after=row.expires_at)
@@ -146,16 +166,28 @@ class Sessions:
         with self._database.session() as db:
             for key, expires_at in revoke.items():
                 self._revoke(db, key, expires_at)
+        self._applied(revoke)
+
+    def _applied(self, revoke: dict[str, int]) -> None:
+        """Committed: this process knows at once (the others by notification)."""
+        if self.revocations is not None:
+            now = self._tokens.now()
+            for key, expires_at in revoke.items():
+                self.revocations.add(key, expires_at, now)
 
     def _revoke(self, db, key: str, expires_at: int) -> None:
-        """Record a revocation; a concurrent or repeated one for the same key is no error."""
+        """Record a revocation; a concurrent or repeated one for the same key is no error. On
+        PostgreSQL every process is notified when the transaction commits."""
         dialect = db.get_bind().dialect.name
-        values = {"id": key, "expires_at": expires_at}
+        now = self._tokens.now()
+        values = {"id": key, "expires_at": expires_at, "revoked_at": now}
         if dialect in {"sqlite", "postgresql"}:
             module = sqlite if dialect == "sqlite" else postgresql
             db.execute(module.insert(Revocation).values(values).on_conflict_do_nothing())
         elif db.get(Revocation, key) is None:
             db.execute(insert(Revocation).values(values))
+        if dialect == "postgresql":
+            db.execute(select(func.pg_notify(CHANNEL, payload(key, expires_at, now))))
 
 
 def delete_expired(database: Database, now: int, leeway_seconds: int = 0) -> int:

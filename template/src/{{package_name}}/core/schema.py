@@ -5,9 +5,9 @@ The template's migrations (`migrations/versions`, branch `template`) and the pro
 `<package> db upgrade` applies what is missing. A development service does so on start; any
 other refuses to start while the database is behind the code, and says which command to run.
 
-Databases made before migrations (by `create_all`, template 0.1.0 and 0.2.0) have the tables
-but no `alembic_version`: they are recognised by their columns, completed if need be, and
-stamped at revision 0001, then upgraded. The data stays.
+Databases made before migrations (by `create_all`, template 0.2.0) have the tables but no
+`alembic_version`: they are recognised by their columns, stamped at revision 0001, then
+upgraded. The data stays.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
-from .db import Base, Database
+from .db import Database
 from .errors import ConfigError
 
 PACKAGE = __package__.partition(".")[0]
 #: The revision whose schema `create_all` made before there were migrations.
 BASELINE = "0001"
-#: The tables and columns of that schema; 0.1.0 had only `users`.
+#: The tables and columns of that schema.
 BASELINE_TABLES = {
     "users": {"id", "username", "username_key", "password_hash", "created_at"},
     "revocations": {"id", "expires_at"},
@@ -114,18 +114,15 @@ def _adopt(connection: Connection) -> None:
     if "alembic_version" in tables or not tables & BASELINE_TABLES.keys():
         return
     for table, columns in BASELINE_TABLES.items():
-        if table not in tables:
-            continue
-        found = {column["name"] for column in inspect(connection).get_columns(table)}
+        found = set()
+        if table in tables:
+            found = {column["name"] for column in inspect(connection).get_columns(table)}
         if found != columns:
             raise ConfigError(
                 f"DATABASE_URL: the database has no migration history and its table {table!r} "
-                f"is not the one this template made (columns {sorted(found)}, expected "
-                f"{sorted(columns)}); migrate it by hand, then `alembic stamp {BASELINE}`"
+                f"is not the one template 0.2.0 made (columns {sorted(found)}, expected "
+                f"{sorted(columns)}); bring it to that schema by hand, then "
+                f"`alembic stamp {BASELINE}` and `db upgrade`"
             )
-    # 0.1.0 had only `users`. (The models still match the baseline for these two tables; a
-    # later migration that changes them must create them here as the baseline had them.)
-    missing = [Base.metadata.tables[name] for name in BASELINE_TABLES if name not in tables]
-    Base.metadata.create_all(connection, tables=missing)
     with _config(connection) as config:
         command.stamp(config, BASELINE)

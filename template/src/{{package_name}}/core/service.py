@@ -25,6 +25,7 @@ from .keyring import load_keys
 from .keys import is_hmac
 from .passwords import Argon2Parameters, PasswordHasher
 from .refresh import Sessions, Strategy, Tokens
+from .revocations import Listener, Revocations
 from .schemas import (
     ErrorOut,
     GrantType,
@@ -89,7 +90,8 @@ class AuthService:
             max_concurrent=settings.argon2_max_concurrent,
         )
         tokens = TokenService(keys, policy)
-        sessions = Sessions(Strategy(settings.refresh_strategy), database, tokens)
+        strategy = Strategy(settings.refresh_strategy)
+        sessions = Sessions(strategy, database, tokens, _live_revocations(database, policy))
         return cls(database, keys, UserService(database, hasher), tokens, sessions)
 
     @property
@@ -170,8 +172,15 @@ class AuthService:
         with _refusals_logged():
             return self.tokens.verify_access(token)
 
+    @property
+    def revocations_in_memory(self) -> bool:
+        """Whether `check_not_revoked` needs no database now (async callers may skip the
+        thread hand-off)."""
+        return self.sessions.revocations_known
+
     def check_not_revoked(self, claims: dict[str, Any]) -> dict[str, Any]:
-        """Return `claims` if neither the token nor its login is revoked (a database read)."""
+        """Return `claims` if neither the token nor its login is revoked: from memory, or one
+        database read (see `revocations_in_memory`)."""
         with _refusals_logged():
             if self.sessions.is_revoked(claims["jti"], claims.get("sid")):
                 raise RevokedToken()
@@ -182,9 +191,15 @@ class AuthService:
         return self.user_of(self.verify(token))
 
     def user_of(self, claims: dict[str, Any]) -> UserOut:
-        """The user of verified `claims`, if neither token nor login is revoked: one read."""
+        """The user of verified `claims`, if neither token nor login is revoked: one read
+        (the revocations from memory, or in the same read)."""
         with _refusals_logged():
-            user = self.users.by_subject(claims["sub"], claims["jti"], claims.get("sid"))
+            if self.sessions.revocations_known:
+                if self.sessions.is_revoked(claims["jti"], claims.get("sid")):
+                    raise RevokedToken()
+                user = self.users.by_subject(claims["sub"])
+            else:
+                user = self.users.by_subject(claims["sub"], claims["jti"], claims.get("sid"))
         return _user_out(user)
 
     def ready(self) -> dict[str, str]:
@@ -198,6 +213,18 @@ class AuthService:
         if is_hmac(keys.algorithm):
             raise NotFound("This service signs with a shared secret (HMAC): it has no public keys.")
         return keys.jwks()
+
+
+def _live_revocations(database: Database, policy: TokenPolicy) -> Revocations | None:
+    """On PostgreSQL, the live revocations in memory, kept current by a listener thread."""
+    if database.engine.dialect.name != "postgresql":
+        return None
+    window = policy.access_lifetime_seconds + policy.leeway_seconds
+    revocations = Revocations(window)
+    conninfo = database.engine.url.set(drivername="postgresql")
+    listener = Listener(database, revocations, conninfo.render_as_string(hide_password=False))
+    database.on_dispose.append(listener.start().stop)
+    return revocations
 
 
 @contextmanager

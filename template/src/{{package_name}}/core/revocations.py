@@ -1,0 +1,183 @@
+"""The live revocations, kept in each process's memory so that a protected route needs no
+database round trip (PostgreSQL).
+
+The `revocations` table stays the truth. Whoever revokes sends, in the same transaction, a
+PostgreSQL notification (`NOTIFY`) that every process listens to; the process that revokes
+applies it at once. A listener that (re)connects first listens, then reads every revocation
+that can still matter, so nothing sent meanwhile is missed.
+
+It fails closed: while a process is not sure its set is complete (not yet loaded, listener
+down, or its connection not heard from for `STALE_SECONDS`: a stalled connection delivers
+nothing, and says nothing either), `Revocations.known` is False and the caller reads the
+database per request instead (and answers 503 if that fails too). An entry is kept only as long as an access token it covers can
+live: `revoked_at + ACCESS_TOKEN_MINUTES + JWT_LEEWAY_SECONDS` (refresh tokens are always
+checked against the database), so the set holds about the revocations of the last few
+minutes, not of the last weeks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from .db import Database, Revocation
+
+log = logging.getLogger(__name__)
+
+#: The PostgreSQL notification channel revocations are sent on.
+CHANNEL = "revocations"
+#: The listener connection's name, as `pg_stat_activity` shows it.
+APPLICATION_NAME = "revocation-listener"
+#: How long the listener waits for notifications before pruning and checking its connection.
+POLL_SECONDS = 0.5
+#: A set whose listener has not confirmed its connection for this long is not trusted.
+STALE_SECONDS = 2.0
+
+
+class Revocations:
+    """The live revocations by id (`jti` or session id), with the time each may be forgotten."""
+
+    def __init__(self, window_seconds: int, clock: Callable[[], float] = time.time) -> None:
+        #: How long after its revocation an entry can still cover an access token.
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._confirmed = 0.0  # time.monotonic() of the listener's last sign of life
+
+    @property
+    def known(self) -> bool:
+        """Whether the set holds every live revocation now (else: read the database)."""
+        return self._loaded and time.monotonic() - self._confirmed < STALE_SECONDS
+
+    def confirm(self) -> None:
+        """The listener's connection answered: every notification sent before has arrived."""
+        self._confirmed = time.monotonic()
+
+    def forget(self) -> None:
+        """The listener lost its connection: stop trusting the set until it is loaded again."""
+        self._loaded = False
+
+    def add(self, key: str, expires_at: float, revoked_at: float | None = None) -> None:
+        """Remember a revocation until no access token it covers can be valid any more."""
+        revoked = self._clock() if revoked_at is None else revoked_at
+        until = min(expires_at, revoked + self.window_seconds)
+        with self._lock:
+            self._until[key] = max(until, self._until.get(key, 0))
+
+    def covers(self, token_id: str, session_id: str | None) -> bool:
+        """Whether the token or its session is revoked (only meaningful while `known`)."""
+        return token_id in self._until or (session_id is not None and session_id in self._until)
+
+    def replace(self, entries: list[tuple[str, float, float | None]]) -> None:
+        """Start again from a full read of the table (the listener just connected)."""
+        fresh = Revocations(self.window_seconds, self._clock)
+        for key, expires_at, revoked_at in entries:
+            fresh.add(key, expires_at, revoked_at)
+        with self._lock:
+            self._until = fresh._until
+            self._loaded = True
+        self.confirm()
+
+    def prune(self) -> None:
+        """Forget what no token can need any more (leeway included in `window_seconds`)."""
+        now = self._clock()
+        with self._lock:
+            self._until = {key: until for key, until in self._until.items() if until > now}
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
+def payload(key: str, expires_at: int, revoked_at: int) -> str:
+    """A notification's text: the id and its two times."""
+    return f"{key} {expires_at} {revoked_at}"
+
+
+def parse(text: str) -> tuple[str, float, float] | None:
+    """The id and times of a notification, or None for a text this code did not send."""
+    parts = text.split()
+    if len(parts) != 3:
+        return None
+    try:
+        return parts[0], float(parts[1]), float(parts[2])
+    except ValueError:
+        return None
+
+
+class Listener:
+    """A thread that keeps `Revocations` current from PostgreSQL's notifications."""
+
+    def __init__(self, database: Database, revocations: Revocations, conninfo: str) -> None:
+        self._database = database
+        self._revocations = revocations
+        self._conninfo = conninfo
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="revocation-listener", daemon=True)
+
+    def start(self) -> Listener:
+        """Begin listening in the background."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening (the set stops being known)."""
+        self._stopped.set()
+        self._revocations.forget()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psycopg  # PostgreSQL only: imported where it is needed
+
+        delay = 0.1
+        while not self._stopped.is_set():
+            try:
+                with psycopg.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    application_name=APPLICATION_NAME,
+                    connect_timeout=max(1, int(self._database.limits.connect_seconds)),
+                ) as connection:
+                    self._listen(connection)
+                    delay = 0.1
+            except (psycopg.Error, OSError) as exc:
+                if self._revocations.known:
+                    log.warning("Revocation listener lost its connection: %s", exc)
+            self._revocations.forget()
+            self._stopped.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _listen(self, connection: Any) -> None:
+        connection.execute(f"LISTEN {CHANNEL}")
+        self._revocations.replace(self._live_rows())
+        watchdog = self._database.watchdog
+        while not self._stopped.is_set():
+            # Notifications that arrived during a query wait in psycopg's backlog: none lost.
+            for notification in connection.notifies(timeout=POLL_SECONDS, stop_after=100):
+                entry = parse(notification.payload)
+                if entry is not None:
+                    self._revocations.add(*entry)
+            self._revocations.prune()
+            # A round trip: notifications sent before it have arrived, and a stalled
+            # connection is cut by the watchdog instead of hanging here.
+            with watchdog.operation():
+                watchdog.uses(connection.fileno())
+                connection.execute("SELECT 1")
+            self._revocations.confirm()
+
+    def _live_rows(self) -> list[tuple[str, float, float | None]]:
+        """Every revocation that may still cover an access token."""
+        now = time.time()
+        since = now - self._revocations.window_seconds
+        query = select(Revocation.id, Revocation.expires_at, Revocation.revoked_at).where(
+            Revocation.expires_at > now,
+            or_(Revocation.revoked_at.is_(None), Revocation.revoked_at > since),
+        )
+        with self._database.session() as session:
+            return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]

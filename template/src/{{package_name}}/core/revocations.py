@@ -34,9 +34,9 @@ CHANNEL = "revocations"
 #: The listener connection's name, as `pg_stat_activity` shows it.
 APPLICATION_NAME = "revocation-listener"
 #: How long the listener waits for notifications before pruning and checking its connection.
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.2
 #: A set whose listener has not confirmed its connection for this long is not trusted.
-STALE_SECONDS = 2.0
+STALE_SECONDS = 1.0
 
 
 class Revocations:
@@ -127,10 +127,10 @@ class Listener:
         return self
 
     def stop(self) -> None:
-        """Stop listening (the set stops being known)."""
+        """Stop listening (the set stops being known); the thread ends within `POLL_SECONDS`."""
         self._stopped.set()
         self._revocations.forget()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=POLL_SECONDS + 1)
 
     def _run(self) -> None:
         import psycopg  # PostgreSQL only: imported where it is needed

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jwt
+from bench_service.core import schema
+from bench_service.core.db import Database
 from bench_service.core.keys import (
     SUPPORTED_ALGORITHMS,
     build_keyset,
@@ -93,8 +95,9 @@ def tokens_for(algorithm: str, repeat: int, rsa_bits: int = 2048) -> dict[str, f
 
 
 def settings_for(directory: Path, strategy: str) -> Settings:
-    """Production settings, the Argon2id defaults included."""
-    return Settings(
+    """Production settings, the Argon2id defaults included, on a new database with its
+    schema (production never migrates by itself)."""
+    settings = Settings(
         _env_file=None,
         environment="production",
         database_url=f"sqlite:///{directory / f'{uuid.uuid4().hex}.db'}",
@@ -104,6 +107,10 @@ def settings_for(directory: Path, strategy: str) -> Settings:
         jwt_audience="bench-audience",
         refresh_strategy=strategy,
     )
+    database = Database(settings.database_url)
+    schema.upgrade(database)
+    database.dispose()
+    return settings
 
 
 def sessions_and_logins(directory: Path, repeat: int) -> dict[str, object]:

@@ -18,6 +18,7 @@ minutes, not of the last weeks.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: The PostgreSQL notification channel revocations are sent on.
 CHANNEL = "revocations"
-#: The listener connection's name, as `pg_stat_activity` shows it.
+#: The listener connection's name, as `pg_stat_activity` shows it (with the process id after).
 APPLICATION_NAME = "revocation-listener"
 #: How long the listener waits for notifications before pruning and checking its connection.
 POLL_SECONDS = 0.2
@@ -141,7 +142,7 @@ class Listener:
                 with psycopg.connect(
                     self._conninfo,
                     autocommit=True,
-                    application_name=APPLICATION_NAME,
+                    application_name=f"{APPLICATION_NAME} {os.getpid()}",
                     connect_timeout=max(1, int(self._database.limits.connect_seconds)),
                 ) as connection:
                     self._listen(connection)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -28,6 +29,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # As many threads for blocking work (database reads, password hashing) as database
+        # connections: a thread more could only wait for a connection.
+        to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
         yield
         service.database.dispose()
 

@@ -14,11 +14,11 @@ import sys
 import time
 
 from .core import schema
-from .core.db import Database
 from .core.errors import ConfigError, ServiceUnavailable
 from .core.keyring import KeyRing
 from .core.keys import generate_key_material
 from .core.refresh import delete_expired
+from .core.service import database_of
 from .settings import Settings, load_settings
 
 
@@ -88,7 +88,7 @@ def run_db(command: str, options: argparse.Namespace, settings: Settings) -> str
     """Carry out one `db` command: they need the database only, not the keys."""
     if command == "history":
         return schema.history().rstrip()
-    database = Database(settings.database_url)
+    database = database_of(settings)
     try:
         if command == "upgrade":
             before = schema.current(database)

@@ -31,7 +31,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .availability import Health, Watchdog
@@ -209,11 +209,12 @@ class Database:
         dbapi_connection.commit()
 
     @contextmanager
-    def guarded(self) -> Iterator[None]:
+    def guarded(self, *, deadline: bool = True) -> Iterator[None]:
         """Run database work with its deadline, turning an unreachable database into
-        `ServiceUnavailable` and a value it cannot store into `ValidationFailed`."""
+        `ServiceUnavailable` and a value it cannot store into `ValidationFailed`. Maintenance
+        (migrations, cleanup) runs with `deadline=False`: it may take long on purpose."""
         try:
-            with self.watchdog.operation():
+            with self.watchdog.operation() if deadline else contextlib.nullcontext():
                 yield
         except sa_exc.DataError as exc:
             raise ValidationFailed("The request holds a value that cannot be stored.") from exc
@@ -228,6 +229,16 @@ class Database:
         """The driver's own errors for a connection that failed (prepared reads meet them)."""
         dbapi = self.engine.dialect.loaded_dbapi
         return (dbapi.OperationalError, dbapi.InterfaceError)
+
+    @contextmanager
+    def maintenance(self) -> Iterator[Connection]:
+        """A transaction for maintenance work (migrations, cleanup): no watchdog deadline and,
+        on PostgreSQL, no statement timeout, since building an index or deleting a large
+        backlog may take minutes. Connection failures still raise `ServiceUnavailable`."""
+        with self.guarded(deadline=False), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+            yield connection
 
     def ping(self) -> None:
         """Check that the database answers (readiness); raise `ServiceUnavailable` if not."""

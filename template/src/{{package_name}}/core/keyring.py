@@ -32,6 +32,7 @@ from .keys import (
     is_hmac,
     key_type,
     load_key,
+    random_secret_problem,
     split_key_list,
 )
 
@@ -260,13 +261,6 @@ def load_keys(settings: Settings) -> KeySet | RingKeys:
     development = settings.environment == "development"
     variable, material = _signing_material(settings)
     if material is not None:
-        if not development and material.startswith(DEVELOPMENT_SECRET_PREFIX):
-            raise ConfigError(
-                f"{variable} is the development secret that `copier copy` wrote into .env; "
-                f"set a new one for {settings.environment} (`keys generate` prints one) in the "
-                f"environment or your secret store"
-            )
-        current = _load_named(variable, algorithm, material, verify_only=False)
         previous = (
             settings.jwt_previous_keys.get_secret_value() if settings.jwt_previous_keys else ""
         )
@@ -274,9 +268,13 @@ def load_keys(settings: Settings) -> KeySet | RingKeys:
             items = split_key_list(algorithm, previous)
         except ConfigError as exc:
             raise ConfigError(f"JWT_PREVIOUS_KEYS {exc}") from exc
+        current = _load_named(variable, algorithm, material, verify_only=False)
         others = [
             _load_named("JWT_PREVIOUS_KEYS", algorithm, item, verify_only=True) for item in items
         ]
+        if not development:
+            named = [(variable, material)] + [("JWT_PREVIOUS_KEYS", item) for item in items]
+            _refuse_development_secrets(settings, named)
         return build_keyset(algorithm, current, others)
     ring = KeyRing(settings.jwt_keys_dir, algorithm)
     needed = variable if is_hmac(algorithm) else "JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE"
@@ -327,6 +325,22 @@ def _signing_material(settings: Settings) -> tuple[str, str | None]:
             _refuse_if_readable_by_others("JWT_PRIVATE_KEY_FILE", path)
         return "JWT_PRIVATE_KEY_FILE", material
     return "JWT_PRIVATE_KEY", pem.get_secret_value() if pem else None
+
+
+def _refuse_development_secrets(settings: Settings, named: list[tuple[str, str]]) -> None:
+    """Outside development: no secret copier wrote for development, and HMAC secrets that are
+    random bytes, encoded (what `keys generate` prints), not text a person chose."""
+    for variable, material in named:
+        if material.startswith(DEVELOPMENT_SECRET_PREFIX):
+            raise ConfigError(
+                f"{variable} is the development secret that `copier copy` wrote into .env; "
+                f"set a new one for {settings.environment} (`keys generate` prints one) in the "
+                f"environment or your secret store"
+            )
+        if is_hmac(settings.jwt_algorithm):
+            problem = random_secret_problem(settings.jwt_algorithm, material)
+            if problem:
+                raise ConfigError(f"{variable} {problem}")
 
 
 def _refuse_if_readable_by_others(variable: str, path: Path) -> None:

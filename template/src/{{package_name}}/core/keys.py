@@ -157,6 +157,38 @@ def secret_problem(algorithm: str, secret: str) -> str | None:
     return None
 
 
+def random_secret_problem(algorithm: str, secret: str) -> str | None:
+    """Say why an HMAC secret is not encoded random bytes of the hash's size, or None.
+
+    Outside development a secret must be random bytes in hex, base64 or base64url, as `keys
+    generate`, `openssl rand -base64 48` or a secret manager's generator make them: a phrase a
+    person chose can pass the length and compression checks and still be guessable.
+    """
+    needed = HMAC_SECRET_BYTES[algorithm]
+    decoded = _decoded(secret.strip())
+    if decoded is None or len(decoded) < needed:
+        return (
+            f"must be at least {needed} random bytes in hex, base64 or base64url outside "
+            f"development (`keys generate` prints such a secret)"
+        )
+    if len(zlib.compress(decoded, 9)) - _ZLIB_OVERHEAD < needed * 3 // 4:
+        return "decodes to bytes that are not random (a pattern); use `keys generate`"
+    return None
+
+
+def _decoded(text: str) -> bytes | None:
+    """`text` as hex, or base64url / base64 (padded or not); None if it is none of them."""
+    if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text):
+        return bytes.fromhex(text)
+    if re.fullmatch(r"[A-Za-z0-9_\-+/]+={0,2}", text):
+        padded = text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4)
+        try:
+            return base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        except ValueError:
+            return None
+    return None
+
+
 def generate_key_material(algorithm: str) -> str:
     """Return new key material as text: a random secret (HMAC) or a PKCS#8 private key PEM."""
     if is_hmac(algorithm):

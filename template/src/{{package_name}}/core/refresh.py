@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from .db import REVOKED, Database, RefreshToken, Revocation, revocation_parameters
 from .errors import InvalidToken, RefreshTokenReused, RevokedToken, ServiceError
@@ -175,7 +176,7 @@ class Sessions:
             for key, expires_at in revoke.items():
                 self.revocations.add(key, expires_at, now)
 
-    def _revoke(self, db, key: str, expires_at: int) -> None:
+    def _revoke(self, db: Session, key: str, expires_at: int) -> None:
         """Record a revocation; a concurrent or repeated one for the same key is no error. On
         PostgreSQL every process is notified when the transaction commits."""
         dialect = db.get_bind().dialect.name
@@ -192,9 +193,10 @@ class Sessions:
 
 def delete_expired(database: Database, now: int, leeway_seconds: int = 0) -> int:
     """Delete revocations and refresh-token records whose tokens have all expired by `now`,
-    counting the clock-skew leeway during which an expired token is still accepted."""
+    counting the clock-skew leeway during which an expired token is still accepted. No
+    deadline: a large backlog may take a while (`Database.maintenance`)."""
     now -= leeway_seconds
-    with database.session() as db:
+    with database.maintenance() as db:
         gone = db.execute(delete(Revocation).where(Revocation.expires_at < now)).rowcount
         gone += db.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount
     return gone

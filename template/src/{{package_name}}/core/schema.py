@@ -6,7 +6,7 @@ The template's migrations (`migrations/versions`, branch `template`) and the pro
 other refuses to start while the database is behind the code, and says which command to run.
 
 Databases made before migrations (by `create_all`, template 0.2.0) have the tables but no
-`alembic_version`: they are recognised by their columns, stamped at revision 0001, then
+version table: they are recognised by their columns, stamped at revision 0001, then
 upgraded. The data stays.
 """
 
@@ -24,12 +24,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, inspect
 
 from .db import Database
-from .errors import ConfigError
+from .errors import ConfigError, ServiceUnavailable
 
 PACKAGE = __package__.partition(".")[0]
+#: Where the applied revisions are recorded: a table of this project's own, so another
+#: Alembic-managed application sharing the database is never mistaken for this one.
+VERSION_TABLE = f"{PACKAGE}_schema_version"
 #: The revision whose schema `create_all` made before there were migrations.
 BASELINE = "0001"
 #: The tables and columns of that schema.
@@ -67,12 +71,14 @@ def heads() -> set[str]:
 def current(database: Database) -> set[str]:
     """The revisions the database is at (empty: none)."""
     with database.guarded(), database.engine.connect() as connection:
-        return set(MigrationContext.configure(connection).get_current_heads())
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return set(context.get_current_heads())
 
 
 def upgrade(database: Database, target: str = "heads") -> None:
-    """Adopt a database made before migrations, then apply every missing migration."""
-    with database.guarded(), database.engine.begin() as connection:
+    """Adopt a database made before migrations, then apply every missing migration. No
+    deadline: a migration may take minutes (`Database.maintenance`)."""
+    with database.maintenance() as connection, _known_revisions():
         _adopt(connection)
         with _config(connection) as config:
             command.upgrade(config, target)
@@ -80,8 +86,20 @@ def upgrade(database: Database, target: str = "heads") -> None:
 
 def downgrade(database: Database, target: str) -> None:
     """Undo migrations down to `target` (a revision, or `base` for none)."""
-    with database.guarded(), database.engine.begin() as connection, _config(connection) as config:
+    with database.maintenance() as connection, _known_revisions(), _config(connection) as config:
         command.downgrade(config, target)
+
+
+@contextlib.contextmanager
+def _known_revisions() -> Iterator[None]:
+    """A revision this code does not know (newer code ran here) is a `ConfigError`."""
+    try:
+        yield
+    except CommandError as exc:
+        raise ConfigError(
+            f"DATABASE_URL: {exc}; the database was migrated by another version of this "
+            f"project (newer code?): deploy that version, or downgrade the database with it"
+        ) from exc
 
 
 def history() -> str:
@@ -99,19 +117,30 @@ def prepare(database: Database, *, development: bool) -> None:
     if development:
         upgrade(database)
         return
+    raise ConfigError(f"DATABASE_URL: {behind(found, needed)}")
+
+
+def behind(found: set[str], needed: set[str]) -> str:
+    """Say how the database's revisions differ from the code's, and what to do."""
+    at = ", ".join(sorted(found)) or "no revision (empty, or made before migrations)"
+    return (
+        f"the database schema is not the code's (it is at {at}; the code needs "
+        f"{', '.join(sorted(needed))}); run `python -m {PACKAGE} db upgrade`, then start again"
+    )
+
+
+def check(database: Database) -> None:
+    """Readiness: raise `ServiceUnavailable` while the database is not at the code's schema
+    (a service that started while the database was away has not checked it yet)."""
+    found, needed = current(database), heads()
     if found != needed:
-        at = ", ".join(sorted(found)) or "no revision (empty, or made before migrations)"
-        raise ConfigError(
-            f"DATABASE_URL: the database schema is behind the code (it is at {at}; the code "
-            f"needs {', '.join(sorted(needed))}); run `python -m {PACKAGE} db upgrade`, then "
-            f"start again"
-        )
+        raise ServiceUnavailable(f"The database is not ready: {behind(found, needed)}.")
 
 
 def _adopt(connection: Connection) -> None:
     """Stamp a database made by `create_all` at the baseline, after checking its tables."""
     tables = set(inspect(connection).get_table_names())
-    if "alembic_version" in tables or not tables & BASELINE_TABLES.keys():
+    if VERSION_TABLE in tables or not tables & BASELINE_TABLES.keys():
         return
     for table, columns in BASELINE_TABLES.items():
         found = set()

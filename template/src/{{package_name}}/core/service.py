@@ -64,14 +64,7 @@ class AuthService:
             refresh_lifetime_seconds=settings.refresh_token_days * 86400,
             leeway_seconds=settings.jwt_leeway_seconds,
         )
-        database = Database(
-            settings.database_url,
-            DatabaseLimits(
-                connect_seconds=settings.database_connect_timeout,
-                statement_seconds=settings.database_statement_timeout,
-                pool_size=settings.database_pool_size,
-            ),
-        )
+        database = database_of(settings)
         # A database that is away at start is no reason not to start: requests that need it
         # answer 503 until it is back, the others work (the outage is logged once). One
         # that is behind the code is, outside development (`schema.prepare`).
@@ -203,8 +196,10 @@ class AuthService:
         return _user_out(user)
 
     def ready(self) -> dict[str, str]:
-        """Readiness: the database answers; raise `ServiceUnavailable` if it does not."""
+        """Readiness: the database answers and has the code's schema; raise
+        `ServiceUnavailable` if not."""
         self.database.ping()
+        schema.check(self.database)
         return {"status": "ready"}
 
     def jwks(self) -> dict[str, Any]:
@@ -213,6 +208,18 @@ class AuthService:
         if is_hmac(keys.algorithm):
             raise NotFound("This service signs with a shared secret (HMAC): it has no public keys.")
         return keys.jwks()
+
+
+def database_of(settings: Settings) -> Database:
+    """The database `settings` name, with their limits."""
+    return Database(
+        settings.database_url,
+        DatabaseLimits(
+            connect_seconds=settings.database_connect_timeout,
+            statement_seconds=settings.database_statement_timeout,
+            pool_size=settings.database_pool_size,
+        ),
+    )
 
 
 def _live_revocations(database: Database, policy: TokenPolicy) -> Revocations | None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ServiceUnavailable
 
@@ -27,11 +28,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Operation:
-    """One guarded database operation: its deadline and the sockets it uses."""
+    """One guarded database operation: its deadline and the driver connections it uses."""
 
     deadline: float
-    sockets: set[int] = field(default_factory=set)
-    expired: bool = False
+    connections: list[Any] = field(default_factory=list)
 
 
 class Watchdog:
@@ -63,13 +63,13 @@ class Watchdog:
         finally:
             self._local.operation = None
             with self._wake:
-                operation.sockets.clear()  # done: the watchdog has nothing left to shut
+                operation.connections.clear()  # done: the watchdog has nothing left to shut
 
-    def uses(self, fileno: int) -> None:
-        """Record that the current operation (if any) holds the connection on `fileno`."""
+    def uses(self, connection: Any) -> None:
+        """Record that the current operation (if any) holds this driver connection."""
         operation = getattr(self._local, "operation", None)
         if operation is not None:
-            operation.sockets.add(fileno)
+            operation.connections.append(connection)
 
     def _start(self) -> None:
         if self._thread is None:
@@ -87,14 +87,20 @@ class Watchdog:
                     self._wake.wait(delay)
                     continue
                 heapq.heappop(self._pending)
-                if operation.sockets:  # still running: end it
-                    operation.expired = True
-                    for fileno in operation.sockets:
-                        _shut(fileno)
+                for connection in operation.connections:  # still running: end it
+                    _shut(connection)
 
 
-def _shut(fileno: int) -> None:
-    """Shut down the socket behind `fileno` (the driver's own descriptor stays open)."""
+def _shut(connection: Any) -> None:
+    """Shut down the socket of a driver connection (its descriptor stays the driver's to close).
+
+    The descriptor is asked for now, from the connection itself: one the driver has closed
+    meanwhile raises instead of naming a socket that since belongs to someone else.
+    """
+    try:
+        fileno = connection.fileno()
+    except Exception:  # closed already (the driver raises its own error): nothing to shut
+        return
     try:
         with socket.socket(fileno=fileno) as sock:
             try:

@@ -197,9 +197,8 @@ class Database:
         self.on_dispose: list[Callable[[], None]] = []
 
     def _checked_out(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        fileno = getattr(dbapi_connection, "fileno", None)
-        if fileno is not None:
-            self.watchdog.uses(fileno())
+        if hasattr(dbapi_connection, "fileno"):
+            self.watchdog.uses(dbapi_connection)
 
     def _set_statement_timeout(self, dbapi_connection: Any, _record: Any) -> None:
         milliseconds = int(self.limits.statement_seconds * 1000)

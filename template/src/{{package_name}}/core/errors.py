@@ -48,6 +48,11 @@ class BodyTooLarge(ServiceError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     detail = "The request body is too large for this service."
 
+    @classmethod
+    def over(cls, limit: int) -> BodyTooLarge:
+        """The error for a body over `limit` bytes, saying the limit."""
+        return cls(f"The request body is larger than {limit} bytes; send less.")
+
 
 class ServiceUnavailable(ServiceError):
     """Raised when the database does not answer in time; the client may try again later."""

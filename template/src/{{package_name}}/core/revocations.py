@@ -168,7 +168,7 @@ class Listener:
             # A round trip: notifications sent before it have arrived, and a stalled
             # connection is cut by the watchdog instead of hanging here.
             with watchdog.operation():
-                watchdog.uses(connection.fileno())
+                watchdog.uses(connection)
                 connection.execute("SELECT 1")
             self._revocations.confirm()
 

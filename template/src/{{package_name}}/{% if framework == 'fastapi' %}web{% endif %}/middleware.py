@@ -67,9 +67,7 @@ class Guard:
                 await _answer(send_with_headers, problem_for_status(500))
 
     def _too_large(self) -> BodyTooLarge:
-        return BodyTooLarge(
-            f"The request body is larger than {self.max_body_bytes} bytes; send less."
-        )
+        return BodyTooLarge.over(self.max_body_bytes)
 
     def _bounded(self, receive: Receive) -> Receive:
         received = 0

@@ -55,7 +55,7 @@ def request_body() -> bytes:
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     data = request.environ["wsgi.input"].read(limit + 1)
     if len(data) > limit:
-        raise BodyTooLarge(f"The request body is larger than {limit} bytes; send less.")
+        raise BodyTooLarge.over(limit)
     return data
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from flask import Flask, Response, current_app, jsonify
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from ..core.errors import Problem, ServiceError, problem_for, problem_for_status
+from ..core.errors import BodyTooLarge, Problem, ServiceError, problem_for, problem_for_status
+
+#: The body of a refused request was not read: the connection cannot carry another request.
+CLOSE = {"Connection": "close"}
 
 
 def _response(problem: Problem, headers: dict[str, str] | None = None) -> Response:
@@ -16,10 +19,13 @@ def _response(problem: Problem, headers: dict[str, str] | None = None) -> Respon
 
 
 def _service_error(exc: ServiceError) -> Response:
-    return _response(problem_for(exc))
+    return _response(problem_for(exc), CLOSE if isinstance(exc, BodyTooLarge) else None)
 
 
 def _http_error(exc: HTTPException) -> Response:
+    if isinstance(exc, RequestEntityTooLarge):
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return _response(problem_for(BodyTooLarge.over(limit)), CLOSE)
     headers = {}
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)

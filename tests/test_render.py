@@ -199,9 +199,13 @@ SERVERS = {"uvicorn", "gunicorn"}
 def test_dependencies_are_exactly_what_src_imports(render, answers: dict[str, Any]) -> None:
     project = render(**answers)
     pyproject = tomllib.loads((project.path / "pyproject.toml").read_text())
+    # The `postgres` extra counts: the code that needs psycopg imports it where it runs.
+    requirements = [
+        *pyproject["project"]["dependencies"],
+        *pyproject["project"]["optional-dependencies"]["postgres"],
+    ]
     declared = {
-        re.split(r"[\[<>=!~ ]", requirement, maxsplit=1)[0].lower()
-        for requirement in pyproject["project"]["dependencies"]
+        re.split(r"[\[<>=!~ ]", requirement, maxsplit=1)[0].lower() for requirement in requirements
     }
     imported = set()
     for path in (project.path / "src").rglob("*.py"):

@@ -130,6 +130,16 @@ def test_hmac_secret_stays_out_of_git_and_the_answers_file(render, framework: st
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_secrets_and_data_stay_out_of_images(render, framework: str) -> None:
+    """The project's .dockerignore keeps what git ignores for safety out of an image too."""
+    project = render(framework=framework, jwt_algorithm="HS256")
+    ignored = (project.path / ".dockerignore").read_text().split()
+    for pattern in ("**/.env", "**/keys/", "**/*.db", "**/*.pem", "**/*.key"):
+        assert pattern in ignored, pattern
+    assert "!.env.example" in ignored
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_development_key_pair_is_private_and_git_ignored(render, tmp_path, framework: str) -> None:
     project = render(framework=framework, jwt_algorithm="ES256")
     copy = shutil.copytree(project.path, tmp_path / "project")

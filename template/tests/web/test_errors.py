@@ -18,7 +18,7 @@ def test_wrong_method_is_a_json_405_with_allow(api: Api) -> None:
     assert "POST" in reply.headers["Allow"]
 
 
-def test_server_failure_is_a_json_500_that_leaks_nothing(api: Api, database) -> None:
+def test_server_failure_is_a_json_500_that_leaks_nothing(api: Api, database, caplog) -> None:
     with database.session() as session:
         session.execute(text("ALTER TABLE users RENAME TO users_elsewhere"))
     try:
@@ -31,3 +31,7 @@ def test_server_failure_is_a_json_500_that_leaks_nothing(api: Api, database) -> 
         "detail": "The server failed to handle the request.",
         "code": "internal_error",
     }
+    # Logged once, with the SQL but never its parameters (a username, a token id...).
+    assert len([record for record in caplog.records if record.levelname == "ERROR"]) == 1
+    assert "hidden due to hide_parameters" in caplog.text
+    assert "alice" not in caplog.text

@@ -2,6 +2,7 @@
 envelope, never a 500; security headers on every response; security events logged."""
 
 import json
+import stat
 import time
 
 import jwt
@@ -90,6 +91,12 @@ def unreachable_api(make_api, settings, tmp_path) -> Api:
     return make_api(
         settings_with(settings, database_url=f"sqlite:///{tmp_path / 'gone' / 'app.db'}")
     )
+
+
+def test_a_new_sqlite_database_is_private(make_api, settings, tmp_path) -> None:
+    path = tmp_path / "private.db"
+    make_api(settings_with(settings, database_url=f"sqlite:///{path}")).get("/health")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_readiness_answers_with_the_database(api: Api) -> None:

@@ -15,21 +15,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, wait_for
 from faultproxy import FaultProxy, parse_address
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 SCRIPT = ROOT / "scripts" / "faultproxy.py"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll `condition` until it holds or `timeout` passes; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from conftest import PYTHON
+from conftest import PYTHON, wait_for
 from hostile import (
     probe_latencies,
     send_oversized_body,
@@ -26,16 +26,6 @@ from hostile import (
 )
 
 MIB = 2**20
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll `condition` until it holds or `timeout` passes; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @contextmanager

@@ -10,6 +10,8 @@ pytestmark = pytest.mark.matrix
 
 BAD_ANSWERS = [
     ("project_name", "   ", "Type a name for the project"),
+    ("project_name", "Orders\nAPI", "Type the name on one line"),
+    ("description", "Two\nlines", "Type the description on one line"),
     ("package_name", "Orders-API", "Type a lower-case Python identifier"),
     ("package_name", "1orders", "Type a lower-case Python identifier"),
     ("package_name", "_orders", "Type a lower-case Python identifier"),
@@ -76,6 +78,18 @@ def test_good_answer_is_accepted_and_recorded(copie, question: str, answer: Any)
     result = copie.copy(extra_answers={question: answer})
     assert result.exit_code == 0, result.exception
     assert result.answers[question] == answer
+
+
+def test_any_answer_text_renders_valid_code(copie) -> None:
+    """Quotes, backslashes (`\\N{...}` is an escape in Python) and Unicode in the names."""
+    name, description = 'Café "Orders" \\ API', "Back\\slash \\N{x}, 'quotes' & <tags>"
+    result = copie.copy(extra_answers={"project_name": name, "description": description})
+    assert result.exit_code == 0, result.exception
+    package = result.project_dir / "src" / result.answers["package_name"]
+    namespace: dict = {}
+    exec(compile((package / "__init__.py").read_text(), "__init__.py", "exec"), namespace)  # noqa: S102
+    assert namespace["__doc__"] == f"{name}: {description}"
+    assert namespace["TITLE"] == name
 
 
 @pytest.mark.parametrize(

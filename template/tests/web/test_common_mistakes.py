@@ -1,4 +1,5 @@
-"""One test per mistake of the blog post this template began from (see DESIGN.md)."""
+"""One test per mistake of the blog post this template began from: token code as it is often
+written, and how the rendered project avoids each mistake."""
 
 import time
 from collections.abc import Callable

@@ -268,10 +268,11 @@ class Database:
 class PreparedRead:
     """A SELECT compiled once for the engine's dialect and run straight on a DB-API connection.
 
-    For the one read on every authenticated request. On SQLite each thread keeps a connection
-    of its own for it (in autocommit, so a read holds no transaction open), and the read takes
-    about 10 us; elsewhere it borrows a pooled connection. The same statement through a
-    SQLAlchemy session takes 150-600 us. Parameters go through their column types' bind
+    For the reads of the authenticated path. On SQLite each thread keeps a connection of its
+    own for them; elsewhere they borrow a pooled connection; either way in autocommit, so a
+    read is one round trip and holds no transaction open. Skipping the session's machinery
+    makes such a read several times cheaper (the template's bench/RESULTS.md has the figures).
+    Parameters go through their column types' bind
     processors (a UUID becomes what the database stores); rows come back as the driver gives
     them, with no type conversion: select plain columns.
     """

@@ -272,7 +272,7 @@ def build_keyset(
 
 @functools.lru_cache(maxsize=32)
 def _parse_pem(material: str, verify_only: bool) -> tuple[Any, Any]:
-    """Parse a PEM key once per process: RSA parsing (with its validity checks) costs ~40 ms.
+    """Parse a PEM key once per process: RSA parsing runs costly validity checks.
 
     Key objects are immutable; errors are not cached, so a bad key is reported every time.
     """

@@ -332,3 +332,11 @@ def test_unknown_path_and_wrong_method(client: LiveClient) -> None:
     response = client.get("/auth/login")
     assert_error(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
+
+
+def test_head_answers_wherever_get_does(client: LiveClient) -> None:
+    for path in ("/health", "/.well-known/jwks.json", "/users/me"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code, path
+        assert head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]

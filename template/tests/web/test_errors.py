@@ -1,5 +1,6 @@
 """Every error, the framework's own included, uses the contract's JSON envelope."""
 
+import pytest
 from sqlalchemy import text
 
 from .api import Api
@@ -35,3 +36,18 @@ def test_server_failure_is_a_json_500_that_leaks_nothing(api: Api, database, cap
     assert len([record for record in caplog.records if record.levelname == "ERROR"]) == 1
     assert "hidden due to hide_parameters" in caplog.text
     assert "alice" not in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/health", "/.well-known/jwks.json", "/users/me"])
+def test_head_answers_wherever_get_does(api: Api, path: str) -> None:
+    """RFC 9110 section 9.1: HEAD wherever GET, the same status and headers, no body."""
+    get, head = api.request("GET", path), api.request("HEAD", path)
+    assert head.status == get.status
+    assert head.body is None
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+
+
+def test_head_on_a_post_route_is_a_405(api: Api) -> None:
+    reply = api.request("HEAD", "/auth/login")
+    assert reply.status == 405
+    assert "POST" in reply.headers["Allow"]

@@ -2,8 +2,10 @@
 
 `Guard` bounds request bodies before they are buffered (a `Content-Length` over the bound is
 refused at once; a chunked body as soon as it crosses it), adds the security headers, records
-the client's address for security events, and answers any unexpected exception with the JSON
-500 of the contract, logged once (Starlette's own handler would log it again and re-raise).
+the client's address for security events, answers `HEAD` wherever `GET` works (RFC 9110
+section 9.3.2; FastAPI's routes know only the methods they declare), and answers any unexpected
+exception with the JSON 500 of the contract, logged once (Starlette's own handler would log it
+again and re-raise).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class Guard:
         client_address.set(client[0] if client else None)
         docs = scope["path"].startswith(self._docs_paths) if self._docs_paths else False
         extra = self._headers[docs]
+        head = scope["method"] == "HEAD"
+        if head:  # the GET response's status and headers, without its body
+            scope = {**scope, "method": "GET"}
         started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -53,6 +58,8 @@ class Guard:
                 present = {name for name, _ in message["headers"]}
                 headers = [pair for pair in extra if pair[0] not in present]
                 message = {**message, "headers": [*message["headers"], *headers]}
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         length = _content_length(scope)

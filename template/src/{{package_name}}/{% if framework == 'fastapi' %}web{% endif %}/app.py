@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from .. import TITLE
 from ..core import events
+from ..core.cors import CorsPolicy
 from ..core.service import AuthService
 from ..settings import Settings
 from .errors import register_error_handlers
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         production=settings.environment != "development",
         docs_paths=docs_paths,
+        cors=CorsPolicy.from_setting(settings.cors_allowed_origins),
     )
     app.include_router(health.router)
     app.include_router(auth.router)

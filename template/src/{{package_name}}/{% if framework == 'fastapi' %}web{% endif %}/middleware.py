@@ -17,6 +17,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core.cors import CorsPolicy
 from ..core.errors import BodyTooLarge, Problem, problem_for, problem_for_status
 from ..core.events import client_address
 from ..core.headers import security_headers
@@ -28,10 +29,17 @@ class Guard:
     """Bounds bodies, adds security headers, notes the client, contains unexpected errors."""
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, production: bool, docs_paths: tuple[str, ...]
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        production: bool,
+        docs_paths: tuple[str, ...],
+        cors: CorsPolicy,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.cors = cors
         self._headers = [
             _encoded(security_headers(docs_page=docs, production=production))
             for docs in (False, True)
@@ -45,7 +53,19 @@ class Guard:
         client = scope.get("client")
         client_address.set(client[0] if client else None)
         docs = scope["path"].startswith(self._docs_paths) if self._docs_paths else False
-        extra = self._headers[docs]
+        request_headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        origin = request_headers.get("origin")
+        asked = request_headers.get("access-control-request-method")
+        if scope["method"] == "OPTIONS" and origin and asked:  # a browser's preflight
+            answer = self.cors.preflight_headers(
+                origin, scope["path"], asked, request_headers.get("access-control-request-headers")
+            )
+            await _answer(send, Problem(204, {}, {**answer}), self._headers[False])
+            return
+        cors = _encoded(self.cors.response_headers(origin, scope["path"]))
+        extra = [*self._headers[docs], *cors]
         head = scope["method"] == "HEAD"
         if head:  # the GET response's status and headers, without its body
             scope = {**scope, "method": "GET"}
@@ -104,13 +124,15 @@ def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
-async def _answer(send: Send, problem: Problem) -> None:
-    body = json.dumps(problem.body).encode()
+async def _answer(send: Send, problem: Problem, extra: list[Any] | None = None) -> None:
+    """Answer without the app: an error in the envelope, or a bodiless 204."""
+    body = json.dumps(problem.body).encode() if problem.body else b""
     headers: list[Any] = [
-        (b"content-type", b"application/json"),
+        *([(b"content-type", b"application/json")] if body else []),
         (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
+        *([(b"connection", b"close")] if problem.status >= 400 else []),
         *_encoded(problem.headers),
+        *(extra or []),
     ]
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 
 from ..core import events
+from ..core.cors import CorsPolicy
 from ..core.events import client_address
 from ..core.headers import security_headers
 from ..core.service import AuthService
@@ -23,15 +24,28 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["auth"] = service
     register_error_handlers(app)
     headers = security_headers(docs_page=False, production=settings.environment != "development")
+    cors = CorsPolicy.from_setting(settings.cors_allowed_origins)
 
     @app.before_request
-    def note_client() -> None:
+    def note_client() -> Response | None:
         client_address.set(request.remote_addr)
+        asked = request.headers.get("Access-Control-Request-Method")
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS" and origin and asked:  # a browser's preflight
+            answer = cors.preflight_headers(
+                origin, request.path, asked, request.headers.get("Access-Control-Request-Headers")
+            )
+            return Response(status=204, headers=answer)
+        return None
 
     @app.after_request
-    def add_security_headers(response: Response) -> Response:
+    def add_headers(response: Response) -> Response:
         for name, value in headers.items():
             response.headers.setdefault(name, value)
+        if "Access-Control-Request-Method" not in request.headers:  # a preflight has its own
+            origin = request.headers.get("Origin")
+            for name, value in cors.response_headers(origin, request.path).items():
+                response.headers.setdefault(name, value)
         return response
 
     app.register_blueprint(health.bp)

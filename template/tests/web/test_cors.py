@@ -1,0 +1,70 @@
+"""Cross-origin requests: none allowed by default; an allowlist grants exactly its origins,
+never credentials; the JWK Set is public to every origin."""
+
+from collections.abc import Mapping
+
+import pytest
+
+from ..helpers import settings_with
+from .api import Api
+
+APP = "https://app.example.com"
+OTHER = "https://evil.example.net"
+
+
+def preflight(api: Api, origin: str, path: str = "/users/me", **headers: str) -> Mapping[str, str]:
+    asked = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+        **headers,
+    }
+    reply = api.request("OPTIONS", path, headers=asked)
+    assert reply.status == 204
+    return reply.headers
+
+
+@pytest.fixture
+def cors_api(make_api, settings) -> Api:
+    return make_api(settings_with(settings, cors_allowed_origins=f"{APP}, http://localhost:5173"))
+
+
+def test_no_cors_headers_by_default(api: Api) -> None:
+    reply = api.request("GET", "/health", headers={"Origin": APP})
+    assert "Access-Control-Allow-Origin" not in reply.headers
+    assert "Access-Control-Allow-Origin" not in preflight(api, APP)
+
+
+def test_an_allowed_origin_may_call_the_api(cors_api: Api) -> None:
+    granted = preflight(cors_api, APP)
+    assert granted["Access-Control-Allow-Origin"] == APP
+    assert set(granted["Access-Control-Allow-Methods"].split(", ")) == {"GET", "HEAD", "POST"}
+    assert granted["Access-Control-Allow-Headers"] == "authorization, content-type"
+    assert "Access-Control-Allow-Credentials" not in granted
+    reply = cors_api.request("GET", "/users/me", headers={"Origin": APP})
+    assert reply.status == 401
+    assert reply.headers["Access-Control-Allow-Origin"] == APP
+    assert "WWW-Authenticate" in reply.headers["Access-Control-Expose-Headers"]
+    assert reply.headers["Vary"] == "Origin"
+
+
+def test_another_origin_gets_no_grant(cors_api: Api) -> None:
+    assert "Access-Control-Allow-Origin" not in preflight(cors_api, OTHER)
+    reply = cors_api.request("GET", "/health", headers={"Origin": OTHER})
+    assert "Access-Control-Allow-Origin" not in reply.headers
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [{"Access-Control-Request-Method": "DELETE"}, {"Access-Control-Request-Headers": "x-custom"}],
+    ids=["method", "header"],
+)
+def test_a_preflight_asking_for_more_than_the_api_uses_gets_no_grant(
+    cors_api: Api, asked: dict
+) -> None:
+    assert "Access-Control-Allow-Origin" not in preflight(cors_api, APP, **asked)
+
+
+def test_the_jwk_set_is_public_to_every_origin(api: Api) -> None:
+    reply = api.request("GET", "/.well-known/jwks.json", headers={"Origin": OTHER})
+    assert reply.headers["Access-Control-Allow-Origin"] == "*"

@@ -111,7 +111,7 @@ class AuthService:
             try:
                 return self.refresh(validate(RefreshRequest, data).refresh_token)
             except InvalidToken as exc:
-                security_event("token_refused", kind="refresh", reason=exc.code)
+                security_event("token_refused", kind="refresh", reason=exc.code, detail=exc.detail)
                 raise
         except ServiceError as exc:
             if exc.oauth_error is None:

@@ -1,14 +1,22 @@
 """Benchmark the rendered services against what users would otherwise write, in one run.
 
     python3 scripts/dev.py bench [--seconds N] [--rounds N] [--smoke] [--output FILE]
+                                 [--postgres URL] [--pg-delay-ms MS] [--sessions N]
 
 Renders four variants (FastAPI and Flask, each with HS256 and EdDSA), starts each under its
-production server (uvicorn with one worker; gunicorn with two sync workers) beside the two
-reference apps in bench/ on the same settings, and loads each route with wrk, in rounds that
-interleave the apps (figures are medians over the rounds). Then measures /health under a login
-load (FastAPI), and in process: token issue and verify per algorithm against bare PyJWT, the
-revocation check, login and refresh; and `copier copy` of the default variant. Prints a
-Markdown report with a table of the targets and writes it to bench/RESULTS.md (or --output).
+production server (uvicorn with one worker; gunicorn with two workers and the project's
+gunicorn.conf.py, gthread) beside the two reference apps in bench/ on the same settings, and
+loads each route with wrk, in rounds that interleave the apps (figures are medians over the
+rounds). Each app runs on SQLite; the EdDSA variants and the references also run on PostgreSQL
+(`--postgres`, default TEMPLATE_TEST_POSTGRES or the local server), reached directly and through
+scripts/faultproxy.py adding `--pg-delay-ms` (1 ms) per round trip, one schema per app. Then:
+/health under a login load (FastAPI, SQLite) and under a /users/me load (FastAPI, PostgreSQL
+behind the proxy); how soon a second instance refuses a token logged out on the first (two
+FastAPI instances on one PostgreSQL schema); in process: token issue and verify per algorithm
+against bare PyJWT, the revocation check, login and refresh; and `copier copy` of the default
+variant. Prints a Markdown report with a table of the targets and writes it to bench/RESULTS.md
+(or --output). Without a PostgreSQL server the PostgreSQL part is left out, and the report
+says so.
 
 Load generator: wrk (installed from Debian's packages when absent and run as root). It is C
 and event-driven, so one thread drives 32 connections while costing the server's two cores
@@ -29,24 +37,72 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import jwt
+import psycopg
 from copier import run_copy
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from liveserver import server_process  # noqa: E402
+from liveserver import server_process, stop  # noqa: E402
 
 PYTHON = Path(sys.executable)
+USERNAME = "bench"
 PASSWORD = "correct horse battery"
 ROUTES = ("/health", "/protected", "/users/me")
 CONNECTIONS = 32
+#: Clients that load a heavy route while /health is measured (as many as for logins).
+LOAD_CONNECTIONS = 4
+SQLITE = "SQLite"
+POSTGRES = "PostgreSQL"
+DEFAULT_POSTGRES = os.environ.get(
+    "TEMPLATE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+#: How long a second instance may keep accepting a logged-out token before it counts as missed.
+REVOCATION_TIMEOUT_S = 2.0
+#: The revocation measurement stops after this many misses (each costs the whole timeout).
+REVOCATION_MAX_MISSES = 5
+
+_STARTED = time.monotonic()
+
+
+def step(text: str) -> None:
+    """Say what the run does now, and how long it has taken so far."""
+    print(f"[{time.monotonic() - _STARTED:5.0f} s] {text}", flush=True)
+
+
+#: The FastAPI reference on PostgreSQL. bench/reference_fastapi.py passes SQLite's
+#: `check_same_thread` to every driver, as the FastAPI tutorial does, and psycopg refuses
+#: unknown options: drop the SQLite-only connection arguments, as a user moving the tutorial to
+#: PostgreSQL would. Nothing else changes.
+REFERENCE_FASTAPI_POSTGRES = '''"""Written by bench/run.py: bench.reference_fastapi without SQLite's connect_args."""
+
+import sqlalchemy
+
+_create_engine = sqlalchemy.create_engine
+
+
+def create_engine(url, **options):
+    if not str(url).startswith("sqlite"):
+        options.pop("connect_args", None)
+    return _create_engine(url, **options)
+
+
+sqlalchemy.create_engine = create_engine
+
+from bench.reference_fastapi import app  # noqa: E402, F401
+'''
 
 
 @dataclass
@@ -59,9 +115,97 @@ class App:
     cwd: Path
     env: dict[str, str]
     ours: bool
+    database: str = SQLITE  # SQLite, PostgreSQL, or "PostgreSQL, N ms away"
+    proxied: bool = False  # reaches its database through the latency proxy
     results: dict[str, dict[str, float]] = field(default_factory=dict)
     login_ms: float = 0.0
     token: str = ""
+    url: str = ""  # while it runs
+    leader: int = 0  # the PID that leads its process group, while it runs
+
+    @property
+    def label(self) -> str:
+        """The name, with the database unless it is SQLite."""
+        return self.name if self.database == SQLITE else f"{self.name} on {self.database}"
+
+
+@dataclass
+class Postgres:
+    """The PostgreSQL server of the PostgreSQL rows, and the schemas made on it."""
+
+    url: str  # postgresql+psycopg://...
+    version: str
+    schemas: list[str] = field(default_factory=list)
+
+    @property
+    def conninfo(self) -> str:
+        return make_url(self.url).set(drivername="postgresql").render_as_string(False)
+
+    @property
+    def target(self) -> str:
+        """HOST:PORT, for the proxy."""
+        parsed = make_url(self.url)
+        return f"{parsed.host or '127.0.0.1'}:{parsed.port or 5432}"
+
+    def new_schema(self, through: str | None = None) -> str:
+        """A new schema; return the URL that selects it (through HOST:PORT, if given)."""
+        name = f"bench_{secrets.token_hex(6)}"
+        with psycopg.connect(self.conninfo, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        self.schemas.append(name)
+        url = make_url(self.url)
+        if through is not None:
+            host, port = through.rsplit(":", 1)
+            url = url.set(host=host, port=int(port))
+        return f"{url.render_as_string(False)}?options=-csearch_path%3D{name}"
+
+    def drop_schemas(self) -> None:
+        with psycopg.connect(self.conninfo, autocommit=True) as connection:
+            for name in self.schemas:
+                drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                connection.execute(drop)
+        self.schemas.clear()
+
+
+def find_postgres(url: str) -> Postgres | str:
+    """The server at `url`, or why it cannot be used."""
+    candidate = Postgres(url, "")
+    try:
+        with psycopg.connect(candidate.conninfo, connect_timeout=3) as connection:
+            candidate.version = connection.execute("SHOW server_version").fetchone()[0]
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0]
+        return f"no PostgreSQL at {make_url(url)!r}: {reason}"
+    return candidate
+
+
+@dataclass
+class Proxy:
+    """scripts/faultproxy.py in a process of its own, so that its CPU can be counted."""
+
+    process: subprocess.Popen
+    address: str
+    delay_ms: float
+
+    def cpu_seconds(self) -> float:
+        return group_cpu_seconds(self.process.pid)
+
+
+@contextmanager
+def latency_proxy(target: str, delay_ms: float) -> Iterator[Proxy]:
+    """A loopback proxy to `target` that holds every reply `delay_ms` (one per round trip)."""
+    command = [str(PYTHON), str(ROOT / "scripts" / "faultproxy.py"), "--target", target]
+    command += ["--listen", "127.0.0.1:0", "--delay-ms", f"{delay_ms:g}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = process.stdout.readline()
+        started = re.match(r"faultproxy: (\S+) ->", line)
+        if started is None:
+            raise RuntimeError(f"scripts/faultproxy.py did not start: {line!r}")
+        yield Proxy(process, started.group(1), delay_ms)
+    finally:
+        stop(process)
+        process.stdout.close()
 
 
 def ensure_wrk() -> str:
@@ -110,7 +254,7 @@ def private_key_pem() -> str:
 
 
 def apps(work: Path, frameworks: tuple[str, ...], algorithms: tuple[str, ...]) -> list[App]:
-    """Our variants and the references, each with its own database."""
+    """Our variants and the references, each with its own SQLite database."""
     result = []
     for framework in frameworks:
         for algorithm in algorithms:
@@ -141,6 +285,83 @@ def apps(work: Path, frameworks: tuple[str, ...], algorithms: tuple[str, ...]) -
             App(f"reference {framework} ({reference}) HS256", framework, entry, work, env, False)
         )
     return result
+
+
+def postgres_apps(
+    sqlite_apps: list[App],
+    postgres: Postgres,
+    locations: list[tuple[str, Proxy | None]],
+    work: Path,
+    chosen: Callable[[App], bool],
+) -> list[App]:
+    """The `chosen` apps again, each on a schema of its own at every location (the server
+    itself, or through a proxy). Returns every app, each framework's PostgreSQL apps after
+    its SQLite ones, so that the rounds interleave them all."""
+    shim = work / "reference_fastapi_postgres.py"
+    shim.write_text(REFERENCE_FASTAPI_POSTGRES)
+    result = []
+    for framework in dict.fromkeys(app.framework for app in sqlite_apps):
+        siblings = [app for app in sqlite_apps if app.framework == framework]
+        result += siblings
+        for database, proxy in locations:
+            for app in filter(chosen, siblings):
+                url = postgres.new_schema(proxy.address if proxy else None)
+                env = {**app.env, "DATABASE_URL": url}
+                entry = app.app
+                if app.app == "bench.reference_fastapi:app":
+                    entry = f"{shim.stem}:app"
+                    env["PYTHONPATH"] = f"{work}{os.pathsep}{env['PYTHONPATH']}"
+                copy = replace(app, app=entry, env=env, database=database, results={})
+                result.append(replace(copy, proxied=proxy is not None))
+    return result
+
+
+def prepare_database(app: App) -> None:
+    """Ours: the schema, by migration (production refuses a database behind the code). The
+    references create their tables when imported: on PostgreSQL import once here, or
+    gunicorn's two workers would race to create them."""
+    if app.ours:
+        command = [str(PYTHON), "-m", "bench_service", "db", "upgrade"]
+    elif app.database != SQLITE:
+        command = [str(PYTHON), "-c", f"import {app.app.split(':')[0]}"]
+    else:
+        return
+    done = subprocess.run(
+        command,
+        cwd=app.cwd,
+        env={**os.environ, **app.env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{app.label}: {' '.join(command)} failed:\n{done.stderr}")
+
+
+@contextmanager
+def started(app: App) -> Iterator[App]:
+    """Run `app` under its production server; its URL and PID are set while it runs."""
+    with server_process(app.cwd, app.framework, "", PYTHON, app.env, app=app.app) as running:
+        app.url, app.leader = running.url, running.process.pid
+        try:
+            yield app
+        finally:
+            app.url, app.leader = "", 0
+
+
+def start_together(stack: ExitStack, apps_: list[App]) -> None:
+    """Start several apps at once (nothing is measured meanwhile); `stack` stops them."""
+    managers = [started(app) for app in apps_]
+    with ThreadPoolExecutor(len(managers)) as pool:
+        futures = [pool.submit(manager.__enter__) for manager in managers]
+    failed = None
+    for manager, future in zip(managers, futures, strict=True):
+        if future.exception() is None:
+            stack.push(manager.__exit__)
+        else:
+            failed = failed or future.exception()
+    if failed is not None:
+        raise failed
 
 
 def group_cpu_seconds(leader: int) -> float:
@@ -178,23 +399,33 @@ def wrk(binary: str, url: str, seconds: int, token: str | None) -> dict[str, flo
     return figures
 
 
-def sign_in(url: str) -> tuple[str, float]:
-    """Register a user, log in five times; return an access token and the median login time."""
-    with httpx.Client(base_url=url, timeout=30) as client:
-        credentials = {"username": "bench", "password": PASSWORD}
+def log_in(client: httpx.Client, username: str = USERNAME) -> str:
+    """An access token for `username`."""
+    form = {"grant_type": "password", "username": username, "password": PASSWORD}
+    response = client.post("/auth/login", data=form)
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def sign_in(app: App) -> None:
+    """The first time: register a user, log in five times (the median is `login_ms`) and check
+    every route answers. Later: a fresh token (a run outlasts a 15-minute access token)."""
+    with httpx.Client(base_url=app.url, timeout=30) as client:
+        if app.login_ms:
+            app.token = log_in(client)
+            return
+        credentials = {"username": USERNAME, "password": PASSWORD}
         client.post("/auth/register", json=credentials).raise_for_status()
-        times, token = [], ""
+        times = []
         for _ in range(5):
             start = time.perf_counter()
-            response = client.post("/auth/login", data={"grant_type": "password", **credentials})
+            app.token = log_in(client)
             times.append((time.perf_counter() - start) * 1e3)
-            response.raise_for_status()
-            token = response.json()["access_token"]
         for route in ROUTES:
-            response = client.get(route, headers={"Authorization": f"Bearer {token}"})
+            response = client.get(route, headers={"Authorization": f"Bearer {app.token}"})
             if response.status_code != 200:
-                raise RuntimeError(f"{url}{route}: {response.status_code} {response.text}")
-    return token, statistics.median(times)
+                raise RuntimeError(f"{app.label} {route}: {response.status_code} {response.text}")
+    app.login_ms = statistics.median(times)
 
 
 LOGIN_SCRIPT = """wrk.method = "POST"
@@ -204,39 +435,142 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 
 
 def load_routes(
-    apps_: list[App], urls: dict[str, tuple[str, int]], binary: str, seconds: int, rounds: int
+    apps_: list[App],
+    binary: str,
+    seconds: int,
+    rounds: int,
+    proxy: Proxy | None,
+    last_turn: Callable[[App], None],
 ) -> None:
     """Every app's routes, in rounds that interleave the apps: slow drift of the machine's
-    speed then spreads over all of them. Figures are the medians over the rounds."""
-    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    speed then spreads over all of them. Figures are the medians over the rounds. An app that
+    is not running (PostgreSQL: each process may hold 10 connections, and a server allows
+    100 by default, for everyone) is started for its turn only. `last_turn` runs after an
+    app's routes in the last round, while it still runs."""
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
     for round_ in range(rounds):
         for app in apps_:
-            url, leader = urls[app.name]
-            for route in ROUTES:
-                before = group_cpu_seconds(leader)
-                figures = wrk(binary, url + route, seconds, app.token)
-                figures["cpu_us"] = (group_cpu_seconds(leader) - before) / figures["requests"] * 1e6
-                runs.setdefault((app.name, route), []).append(figures)
-        print(f"  round {round_ + 1} of {rounds} done", flush=True)
+            with ExitStack() as turn:
+                if not app.url:
+                    step(f"starting {app.label} for its turn")
+                    turn.enter_context(started(app))
+                step(f"loading {app.label}")
+                sign_in(app)
+                for route in ROUTES:
+                    before = group_cpu_seconds(app.leader)
+                    proxy_before = proxy.cpu_seconds() if app.proxied and proxy else 0.0
+                    figures = wrk(binary, app.url + route, seconds, app.token)
+                    requests = figures["requests"]
+                    figures["cpu_us"] = (group_cpu_seconds(app.leader) - before) / requests * 1e6
+                    if app.proxied and proxy:
+                        figures["proxy_cpu_us"] = (
+                            (proxy.cpu_seconds() - proxy_before) / requests * 1e6
+                        )
+                    runs.setdefault(app.label, {}).setdefault(route, []).append(figures)
+                if round_ == rounds - 1:
+                    step(f"last turn of {app.label}")
+                    last_turn(app)
+        step(f"round {round_ + 1} of {rounds} done")
     for app in apps_:
-        for route in ROUTES:
-            measured = runs[(app.name, route)]
+        for route, measured in runs[app.label].items():
             app.results[route] = {
                 name: statistics.median(run[name] for run in measured) for name in measured[0]
             }
 
 
-def health_under_logins(app: App, url: str, binary: str, seconds: int, work: Path) -> None:
+def health_under_load(app: App, binary: str, seconds: int, key: str, load: list[str]) -> None:
+    """/health latency while LOAD_CONNECTIONS clients run `load` (wrk's arguments after the
+    connection count and duration) without pause; the load's own figures are kept too."""
+    loader = subprocess.Popen(
+        [binary, "-t1", f"-c{LOAD_CONNECTIONS}", f"-d{seconds + 1}s", *load],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)
+        app.results[key] = wrk(binary, app.url + "/health", seconds, None)
+    finally:
+        output = loader.communicate()[0]
+    if loader.returncode == 0:
+        app.results[key]["load_rps"] = float(
+            re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)
+        )
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    app.results[key]["load_failed"] = int(failed.group(1)) if failed else 0
+
+
+def health_under_logins(app: App, binary: str, seconds: int, work: Path) -> None:
     """/health latency while four clients log in without pause (Argon2id at full cost)."""
     script = work / "login.lua"
     script.write_text(LOGIN_SCRIPT)
-    logins = subprocess.Popen(
-        [binary, "-t1", "-c4", f"-d{seconds + 1}s", "-s", str(script), url + "/auth/login"],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)
-    app.results["/health under logins"] = wrk(binary, url + "/health", seconds, None)
-    logins.wait()
+    load = ["-s", str(script), app.url + "/auth/login"]
+    health_under_load(app, binary, seconds, "/health under logins", load)
+
+
+def health_under_users_me(app: App, binary: str, seconds: int) -> None:
+    """/health latency while four clients read /users/me without pause (one database read
+    each, `--pg-delay-ms` away)."""
+    load = ["-H", f"Authorization: Bearer {app.token}", app.url + "/users/me"]
+    health_under_load(app, binary, seconds, "/health under /users/me", load)
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The `share` quantile (0.99: p99), interpolated; the only value if there is one."""
+    if len(values) == 1:
+        return values[0]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[round(share * 100) - 1]
+
+
+def revocation_delays(app: App, sessions: int, partner: App | None = None) -> dict[str, float]:
+    """Two instances of `app` on one database: A, `app` running, and B, `partner` if it runs
+    (a copy of `app`), else started here with the same settings. For each of `sessions` logins
+    on A: B accepts the token (so it is a token B has seen), A logs it out, then B is asked
+    again without pause until it answers 401. The delay runs from A's answer to the logout (the
+    revocation is committed) to B's first 401, so it includes one request to B (its
+    resolution). A token B still accepts after REVOCATION_TIMEOUT_S counts as missed, at
+    that delay."""
+    first, second = app, partner or replace(app, results={}, url="", leader=0)
+    delays, logouts, missed = [], [], 0
+    with ExitStack() as stack:
+        if not second.url:
+            stack.enter_context(started(second))
+        a = stack.enter_context(httpx.Client(base_url=first.url, timeout=10))
+        b = stack.enter_context(httpx.Client(base_url=second.url, timeout=10))
+        credentials = {"username": "revoker", "password": PASSWORD}
+        a.post("/auth/register", json=credentials).raise_for_status()
+        for _ in range(sessions):
+            headers = {"Authorization": f"Bearer {log_in(a, 'revoker')}"}
+            if (status := b.get("/protected", headers=headers).status_code) != 200:
+                raise RuntimeError(f"instance B refused a fresh token: {status}")
+            begun = time.perf_counter()
+            a.post("/auth/logout", headers=headers).raise_for_status()
+            done = time.perf_counter()
+            logouts.append((done - begun) * 1e3)
+            while True:
+                status = b.get("/protected", headers=headers).status_code
+                waited = time.perf_counter() - done
+                if status == 401:
+                    delays.append(waited * 1e3)
+                    break
+                if status != 200:
+                    raise RuntimeError(f"instance B answered {status} to a logged-out token")
+                if waited > REVOCATION_TIMEOUT_S:
+                    delays.append(REVOCATION_TIMEOUT_S * 1e3)
+                    missed += 1
+                    break
+            if (status := a.get("/protected", headers=headers).status_code) != 401:
+                raise RuntimeError(f"instance A answered {status} to the token it logged out")
+            if missed >= REVOCATION_MAX_MISSES:
+                break
+    return {
+        "sessions": len(delays),
+        "p50_ms": statistics.median(delays),
+        "p99_ms": percentile(delays, 0.99),
+        "max_ms": max(delays),
+        "missed": missed,
+        "logout_ms": statistics.median(logouts),
+    }
 
 
 def copier_copy_seconds(work: Path, runs: int) -> float:
@@ -254,6 +588,22 @@ def copier_copy_seconds(work: Path, runs: int) -> float:
     return statistics.median(times)
 
 
+def timed_algorithms(project: Path) -> list[str]:
+    """The project's algorithms that bare PyJWT implements too, in the project's order: the
+    in-process table compares with PyJWT. (The service's "Ed25519" is EdDSA's signature under
+    RFC 9864's name, which PyJWT does not know: the EdDSA row times that signature.)"""
+    code = "from bench_service.core.keys import SUPPORTED_ALGORITHMS as a; print(','.join(a))"
+    listed = subprocess.run(
+        [str(PYTHON), "-c", code],
+        env={**os.environ, "PYTHONPATH": str(project / "src")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    known = jwt.algorithms.get_default_algorithms()
+    return [algorithm for algorithm in listed.strip().split(",") if algorithm in known]
+
+
 def in_process(project: Path, repeat: int, algorithms: list[str]) -> dict:
     """Run bench/inprocess.py against a rendered project; return its figures."""
     result = subprocess.run(
@@ -268,83 +618,232 @@ def in_process(project: Path, repeat: int, algorithms: list[str]) -> dict:
     return json.loads(result.stdout)
 
 
-def targets(
-    apps_: list[App], references: dict[str, App], figures: dict, copy_seconds: float
-) -> list[str]:
-    """One row per target of the issue: what was measured, and whether it is met."""
+@dataclass
+class Run:
+    """Everything one run measured, for the report."""
+
+    apps: list[App]
+    figures: dict
+    copy_seconds: float
+    seconds: int
+    rounds: int
+    postgres: Postgres | str  # the server, or why there were no PostgreSQL rows
+    delay_ms: float
+    revocations: dict[str, dict[str, float]]  # by database
+    load_average: tuple[tuple[float, float, float], tuple[float, float, float]]
+    flask_threads: str  # of our gunicorn.conf.py
+    elapsed_s: float = 0.0
+
+    def find(self, name: str, database: str) -> App | None:
+        return next((a for a in self.apps if a.name == name and a.database == database), None)
+
+    def reference(self, app: App) -> App | None:
+        """The reference app of the same framework on the same database, if measured."""
+        return next(
+            (
+                a
+                for a in self.apps
+                if not a.ours and a.framework == app.framework and a.database == app.database
+            ),
+            None,
+        )
+
+    @property
+    def proxied(self) -> str:
+        return f"{POSTGRES}, {self.delay_ms:g} ms away"
+
+
+def targets(run: Run) -> list[str]:
+    """One row per target of the issues: what was measured, and whether it is met."""
     rows = []
 
     def row(target: str, measured: str, met: bool) -> None:
         rows.append(f"| {target} | {measured} | {'yes' if met else '**no**'} |")
 
-    for app in apps_:
+    for app in run.apps:
         if not app.ours:
             continue
         protected = app.results["/protected"]["rps"]
         bare = protected / app.results["/health"]["rps"]
-        versus = protected / references[app.framework].results["/protected"]["rps"]
-        row(f"{app.name}: /protected >= 0.8 x /health", f"{bare:.2f}", bare >= 0.8)
-        row(f"{app.name}: /protected >= 1.3 x reference", f"{versus:.2f}", versus >= 1.3)
-        if "/health under logins" in app.results:
-            ratio = app.results["/health under logins"]["p99_ms"] / app.results["/health"]["p99_ms"]
-            row(f"{app.name}: /health p99 under logins < 2 x idle", f"{ratio:.2f}", ratio < 2)
-    tokens = figures["tokens"]
+        row(f"{app.label}: /protected >= 0.8 x /health", f"{bare:.2f}", bare >= 0.8)
+        if app.database == SQLITE:
+            versus = protected / run.reference(app).results["/protected"]["rps"]
+            row(f"{app.name}: /protected >= 1.3 x reference", f"{versus:.2f}", versus >= 1.3)
+        else:
+            local = run.find(app.name, SQLITE)
+            if app.proxied and local is not None:
+                ratio = app.results["/users/me"]["rps"] / local.results["/users/me"]["rps"]
+                target = f"{app.label}: /users/me >= 0.5 x on SQLite"
+                row(target, f"{ratio:.2f}", ratio >= 0.5)
+        for load in ("logins", "/users/me"):
+            if f"/health under {load}" in app.results:
+                busy = app.results[f"/health under {load}"]["p99_ms"]
+                ratio = busy / app.results["/health"]["p99_ms"]
+                row(f"{app.label}: /health p99 under {load} < 2 x idle", f"{ratio:.2f}", ratio < 2)
+    for database, measured in run.revocations.items():
+        p99, missed = measured["p99_ms"], measured["missed"]
+        text = f"p99 {p99:.1f} ms ({measured['sessions']:.0f} logouts, {missed:.0f} missed)"
+        met = p99 < 100 and missed == 0
+        row(f"logout refused by a second instance within 100 ms p99 ({database})", text, met)
+    tokens = run.figures["tokens"]
     if "RS256" in tokens:
         issue = tokens["RS256"]["issue_us"] / 1000
         row("RS256 token issue < 1 ms (2048-bit key)", f"{issue:.2f} ms", issue < 1)
-    argon2 = figures["argon2"]
+    argon2 = run.figures["argon2"]
     owasp = (
         argon2["memory_kib"] >= 19456 and argon2["time_cost"] >= 2 and argon2["parallelism"] >= 1
     )
     parameters = f"{argon2['memory_kib']} KiB, t={argon2['time_cost']}, p={argon2['parallelism']}"
     row("Argon2id at or above OWASP's minimum (19456 KiB, t=2, p=1)", parameters, owasp)
-    logins = [app.login_ms for app in apps_ if app.ours] + [figures["login_ms"]]
+    logins = [app.login_ms for app in run.apps if app.ours] + [run.figures["login_ms"]]
     row("login < 150 ms", f"{max(logins):.0f} ms at most", max(logins) < 150)
+    copy_seconds = run.copy_seconds
     row("`copier copy` of the default variant < 1.5 s", f"{copy_seconds:.2f} s", copy_seconds < 1.5)
     return rows
 
 
-def report(apps_: list[App], figures: dict, copy_seconds: float, seconds: int, rounds: int) -> str:
+def gthread_threads(apps_: list[App]) -> str:
+    """The threads per worker of our Flask projects' gunicorn.conf.py (while they exist)."""
+    for app in apps_:
+        conf = app.cwd / "gunicorn.conf.py"
+        if app.ours and conf.exists():
+            found = re.search(r"^threads = (\d+)", conf.read_text(), re.M)
+            if found:
+                return f"{found[1]} threads each"
+    return "its threads"
+
+
+def report(run: Run) -> str:
+    (start_1, start_5, _), (end_1, end_5, _) = run.load_average
+    if isinstance(run.postgres, Postgres):
+        where = make_url(run.postgres.url)
+        databases = (
+            f" PostgreSQL {run.postgres.version} at {where.host}:{where.port or 5432}, reached"
+            f" directly and through scripts/faultproxy.py adding {run.delay_ms:g} ms per round"
+            " trip (the proxy in a process of its own, its CPU counted apart); one schema per"
+            " app."
+        )
+    else:
+        databases = f" PostgreSQL rows left out: {run.postgres}."
     lines = [
         "# Benchmark results",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores,"
-        f" {platform.machine()}, Python {platform.python_version()}, {platform.platform()}.",
-        f"wrk: 1 thread, {CONNECTIONS} connections, {seconds} s per route, median of {rounds} rounds"
-        " that interleave the apps. FastAPI: uvicorn, 1 worker;"
-        " Flask: gunicorn, 2 sync workers. SQLite databases. Ratios compare figures of this one run;"
-        " absolute figures depend on the machine and what else it was doing.",
+        f" {platform.machine()}, Python {platform.python_version()}, {platform.platform()};"
+        f" {run.elapsed_s / 60:.1f} minutes. Load average (1 min, 5 min): {start_1:.2f},"
+        f" {start_5:.2f} before the run, {end_1:.2f}, {end_5:.2f} after it.",
+        f"wrk: 1 thread, {CONNECTIONS} connections, {run.seconds} s per route, median of"
+        f" {run.rounds} rounds that interleave the apps. FastAPI: uvicorn, 1 worker. Flask:"
+        " gunicorn, 2 workers: ours with the project's gunicorn.conf.py (gthread,"
+        f" {run.flask_threads}), the reference with gunicorn's defaults (sync, one"
+        " request at a time per worker). SQLite databases unless the row"
+        f" says otherwise;{databases} Ratios compare figures of this one run; absolute figures"
+        " depend on the machine and what else it was doing.",
+    ]
+    cores = os.cpu_count() or 1
+    if start_1 >= cores / 2:
+        lines.append("")
+        lines.append(
+            f"**Other work was running when the run began** (load average {start_1:.2f} on"
+            f" {cores} cores): every figure is disturbed, tails (p99) most; ratios of rows"
+            " measured in the same rounds suffer least."
+        )
+    lines += [
         "",
         "## Requests over HTTP",
         "",
         "| app | route | req/s | p50 ms | p99 ms | server CPU us/req | vs /health | vs reference |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    references = {app.framework: app for app in apps_ if not app.ours}
-    for app in apps_:
+    for app in run.apps:
+        if app.database != SQLITE:
+            continue
         bare = app.results["/health"]["rps"]
         for route in ROUTES:
             r = app.results[route]
-            reference = references[app.framework].results[route]["rps"]
+            reference = run.reference(app).results[route]["rps"]
             versus = f"{r['rps'] / reference:.2f}" if app.ours else ""
             lines.append(
                 f"| {app.name} | {route} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f}"
                 f" | {r['cpu_us']:.0f} | {r['rps'] / bare:.2f} | {versus} |"
             )
+    postgres_rows = [app for app in run.apps if app.database != SQLITE]
+    if postgres_rows:
+        lines += [
+            "",
+            "## Requests over HTTP, PostgreSQL",
+            "",
+            "Proxy CPU: what scripts/faultproxy.py spent per request (a real network costs the"
+            " host nothing of it); about 0 means no database round trip.",
+            "",
+            "| app | database | route | req/s | p50 ms | p99 ms | server CPU us/req"
+            " | proxy CPU us/req | vs /health | vs SQLite | vs reference |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+    for app in postgres_rows:
+        bare = app.results["/health"]["rps"]
+        local = run.find(app.name, SQLITE)
+        for route in ROUTES:
+            r = app.results[route]
+            reference = run.reference(app)
+            versus = ""
+            if app.ours and reference is not None:
+                versus = f"{r['rps'] / reference.results[route]['rps']:.2f}"
+            proxy = f"{r['proxy_cpu_us']:.0f}" if "proxy_cpu_us" in r else ""
+            sqlite = f"{r['rps'] / local.results[route]['rps']:.2f}" if local else ""
+            lines.append(
+                f"| {app.name} | {app.database} | {route} | {r['rps']:.0f} | {r['p50_ms']:.2f}"
+                f" | {r['p99_ms']:.2f} | {r['cpu_us']:.0f} | {proxy} | {r['rps'] / bare:.2f}"
+                f" | {sqlite} | {versus} |"
+            )
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-    lines += targets(apps_, references, figures, copy_seconds)
+    lines += targets(run)
     lines += ["", "## FastAPI: /health while logins run (Argon2id in the thread pool)", ""]
     lines += [
-        "| app | /health p99 idle ms | p99 under 4 concurrent logins ms | ratio |",
+        f"| app | /health p99 idle ms | p99 under {LOAD_CONNECTIONS} concurrent logins ms | ratio |",
         "|---|---:|---:|---:|",
     ]
-    for app in apps_:
+    for app in run.apps:
         if "/health under logins" in app.results:
             idle, busy = (
                 app.results["/health"]["p99_ms"],
                 app.results["/health under logins"]["p99_ms"],
             )
-            lines.append(f"| {app.name} | {idle:.2f} | {busy:.2f} | {busy / idle:.2f} |")
+            lines.append(f"| {app.label} | {idle:.2f} | {busy:.2f} | {busy / idle:.2f} |")
+    loaded = [app for app in run.apps if "/health under /users/me" in app.results]
+    if loaded:
+        lines += [
+            "",
+            f"## FastAPI: /health while {LOAD_CONNECTIONS} clients read /users/me ({run.proxied})",
+            "",
+            "| app | /health p99 idle ms | p99 under the load ms | ratio | /health req/s"
+            " under the load | /users/me req/s meanwhile | /users/me non-2xx |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    for app in loaded:
+        idle, busy = app.results["/health"], app.results["/health under /users/me"]
+        lines.append(
+            f"| {app.name} | {idle['p99_ms']:.2f} | {busy['p99_ms']:.2f}"
+            f" | {busy['p99_ms'] / idle['p99_ms']:.2f} | {busy['rps']:.0f}"
+            f" | {busy.get('load_rps', 0):.0f} | {busy['load_failed']:.0f} |"
+        )
+    if run.revocations:
+        lines += [
+            "",
+            "## Logout seen by a second instance (ours fastapi, two uvicorn instances, one schema)",
+            "",
+            "From instance A's answer to the logout to instance B's first 401 for that token"
+            " (B had accepted it before), B asked without pause; a token B still accepts after"
+            f" {REVOCATION_TIMEOUT_S:g} s counts as missed, at {REVOCATION_TIMEOUT_S:g} s.",
+            "",
+            "| database | logouts | p50 ms | p99 ms | max ms | missed | logout on A ms (p50) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    for database, m in run.revocations.items():
+        lines.append(
+            f"| {database} | {m['sessions']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f}"
+            f" | {m['max_ms']:.2f} | {m['missed']:.0f} | {m['logout_ms']:.1f} |"
+        )
     lines += [
         "",
         "## Login over HTTP (median of 5, one client)",
@@ -352,7 +851,8 @@ def report(apps_: list[App], figures: dict, copy_seconds: float, seconds: int, r
         "| app | login ms |",
         "|---|---:|",
     ]
-    lines += [f"| {app.name} | {app.login_ms:.1f} |" for app in apps_]
+    lines += [f"| {app.label} | {app.login_ms:.1f} |" for app in run.apps]
+    figures = run.figures
     a = figures["argon2"]
     lines += [
         "",
@@ -366,7 +866,7 @@ def report(apps_: list[App], figures: dict, copy_seconds: float, seconds: int, r
         "- Refreshes per second (one client, SQLite): "
         + ", ".join(f"{name} {rate:.0f}" for name, rate in figures["refreshes_per_second"].items())
         + ".",
-        f"- `copier copy --defaults` from the command line: {copy_seconds:.2f} s (median).",
+        f"- `copier copy --defaults` from the command line: {run.copy_seconds:.2f} s (median).",
         "",
         "Tokens: RSA keys of 2048 bits unless the row says otherwise; claims as the service"
         " issues them; PyJWT given the same key objects and the same checks.",
@@ -386,36 +886,106 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per route")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every app and route")
-    parser.add_argument("--smoke", action="store_true", help="1 s per route, few repetitions")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="1 s per route, one round, one framework; on PostgreSQL one app behind the proxy"
+        " and a few logouts across instances",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--postgres",
+        default=DEFAULT_POSTGRES,
+        help="the PostgreSQL server of the PostgreSQL rows (a SQLAlchemy URL; default"
+        " TEMPLATE_TEST_POSTGRES or the local server); the rows are left out if it is away",
+    )
+    parser.add_argument(
+        "--pg-delay-ms", type=float, default=1.0, help="added per round trip by the proxy"
+    )
+    parser.add_argument(
+        "--sessions", type=int, default=None, help="logouts timed across instances (100; smoke 10)"
+    )
     args = parser.parse_args(argv)
     seconds, rounds = (1, 1) if args.smoke else (args.seconds, args.rounds)
+    sessions = args.sessions or (10 if args.smoke else 100)
+    load_before = os.getloadavg()
     binary = ensure_wrk()
-    with tempfile.TemporaryDirectory() as directory:
+    postgres = find_postgres(args.postgres)
+    if not isinstance(postgres, Postgres):
+        step(f"PostgreSQL rows left out: {postgres}")
+    revocations: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as directory, ExitStack() as stack:
         work = Path(directory)
-        print("Rendering variants ...", flush=True)
+        step("Rendering variants ...")
         if args.smoke:  # keeps the benchmark working in CI: a few seconds, one framework
             servers = apps(work, ("fastapi",), ("HS256",))
         else:
             servers = apps(work, ("fastapi", "flask"), ("HS256", "EdDSA"))
-        with ExitStack() as stack:
-            urls = {}
-            for app in servers:  # all up at once; only the one under load does work
-                running = stack.enter_context(
-                    server_process(app.cwd, app.framework, "", PYTHON, app.env, app=app.app)
-                )
-                urls[app.name] = (running.url, running.process.pid)
-                app.token, app.login_ms = sign_in(running.url)
-            print(f"Loading each route for {seconds} s, {rounds} rounds ...", flush=True)
-            load_routes(servers, urls, binary, seconds, rounds)
-            for app in servers:
-                if app.framework == "fastapi":
-                    health_under_logins(app, urls[app.name][0], binary, seconds, work)
-        print("Measuring in process ...", flush=True)
-        algorithms = ["HS256", "EdDSA"] if args.smoke else []
+        proxy = None
+        if isinstance(postgres, Postgres):
+            stack.callback(postgres.drop_schemas)
+            proxy = stack.enter_context(latency_proxy(postgres.target, args.pg_delay_ms))
+            proxied = f"{POSTGRES}, {args.pg_delay_ms:g} ms away"
+            if args.smoke:  # one app, behind the proxy, and a few logouts across instances
+                locations, chosen = [(proxied, proxy)], (lambda app: app.ours)
+            else:  # the EdDSA variants and the references, at both distances
+                locations = [(POSTGRES, None), (proxied, proxy)]
+                chosen = lambda app: not app.ours or app.name.endswith("EdDSA")  # noqa: E731
+            servers = postgres_apps(servers, postgres, locations, work, chosen)
+        step("Preparing databases, starting the apps ...")
+        with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+            list(pool.map(prepare_database, servers))
+        with ExitStack() as running:
+            # SQLite apps all up at once (only the one under load works); PostgreSQL apps are
+            # started for their turns (see load_routes), but for the smoke run's one.
+            kept = [app for app in servers if app.database == SQLITE or args.smoke]
+            # The smoke run also starts its second instance for the logouts now, with the rest.
+            partners = {
+                app.label: replace(app, results={})
+                for app in kept
+                if args.smoke and app.ours and app.database != SQLITE
+            }
+            start_together(running, kept + list(partners.values()))
+            for app in kept:
+                sign_in(app)
+
+            def last_turn(app: App) -> None:
+                """FastAPI: /health under a load; on PostgreSQL, logouts across instances."""
+                if app.framework != "fastapi":
+                    return
+                if app.database == SQLITE:
+                    health_under_logins(app, binary, seconds, work)
+                    return
+                if app.proxied and not args.smoke:
+                    health_under_users_me(app, binary, seconds)
+                if app.ours:
+                    step(f"Logging out across two instances ({app.database}) ...")
+                    partner = partners.get(app.label)
+                    revocations[app.database] = revocation_delays(app, sessions, partner)
+
+            step(f"Loading each route for {seconds} s, {rounds} rounds ...")
+            load_routes(servers, binary, seconds, rounds, proxy, last_turn)
+        stack.close()  # the schemas and the proxy: not needed any more
+        step("Measuring in process ...")
+        algorithms = ["HS256", "EdDSA"] if args.smoke else timed_algorithms(servers[0].cwd)
         figures = in_process(servers[0].cwd, 20 if args.smoke else 300, algorithms)
+        step("Timing copier copy ...")
         copy_seconds = copier_copy_seconds(work, 1 if args.smoke else 5)
-    text = report(servers, figures, copy_seconds, seconds, rounds)
+        flask_threads = gthread_threads(servers)
+    run = Run(
+        servers,
+        figures,
+        copy_seconds,
+        seconds,
+        rounds,
+        postgres,
+        args.pg_delay_ms,
+        revocations,
+        (load_before, os.getloadavg()),
+        flask_threads,
+        time.monotonic() - _STARTED,
+    )
+    text = report(run)
     print(text)
     args.output.write_text(text)
     return 0

@@ -251,6 +251,9 @@ class _End(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # TCP: always a Transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # forward at once, as the ends themselves would (no Nagle delay)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.proxy is not None:
             self.link = self.proxy._accepted(transport)
         elif self.link is not None and not self.link.made(transport):

@@ -55,9 +55,11 @@ class Watchdog:
         operation = Operation(time.monotonic() + self.seconds)
         self._local.operation = operation
         with self._wake:
+            idle = not self._pending
             heapq.heappush(self._pending, (operation.deadline, next(self._order), operation))
             self._start()
-            self._wake.notify()
+            if idle:  # every deadline is as far away: only a sleeping watchdog needs waking
+                self._wake.notify()
         try:
             yield operation
         finally:

@@ -208,13 +208,17 @@ def test_oversized_requests_are_refused_without_growing_the_server(live_server, 
             expected = {401, 413} if path == "/auth/logout" else {413}
             assert status in expected, (path, chunked, status)
             assert sent < 20 * MIB  # refused before the whole body was read
+    # No single 20 MiB body grows the server by more than a few MiB (a new thread's stack and
+    # malloc arena at most; buffering the body would cost 20 MiB or more). In MiB:
+    assert max(growths) < 8 * MIB, " ".join(f"{growth / MIB:.1f}" for growth in growths)
     before = tree_rss_bytes(server.pid)
     status, _ = send_oversized_header(host, port, "/users/me", "Authorization", 20 * MIB)
-    growths.append(tree_rss_bytes(server.pid) - before)
+    header_growth = tree_rss_bytes(server.pid) - before
     assert status in {None, 400, 413, 431}, status
-    # No single 20 MiB request grows the server by more than a few MiB (a new thread's stack
-    # and malloc arena at most; buffering the request would cost 20 MiB or more). In MiB:
-    assert max(growths) < 8 * MIB, " ".join(f"{growth / MIB:.1f}" for growth in growths)
+    # A 20 MiB header is cut off at the server's bound on request heads (gunicorn: about 1 MiB
+    # of buffer by its limits; h11: 16 KiB); what the allocator keeps of that buffer's copies
+    # has reached about 9 MiB once on gunicorn under load. Buffering it whole would be 20.
+    assert header_growth < 16 * MIB, f"{header_growth / MIB:.1f} MiB"
     with httpx.Client(base_url=server.url, timeout=10) as client:
         assert client.get("/health").status_code == 200
 

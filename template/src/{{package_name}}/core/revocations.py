@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.dialects import postgresql
 
 from .db import Database, Revocation
 
@@ -156,8 +157,10 @@ class Listener:
 
     def _listen(self, connection: Any) -> None:
         connection.execute(f"LISTEN {CHANNEL}")
-        self._revocations.replace(self._live_rows())
         watchdog = self._database.watchdog
+        with watchdog.operation():
+            watchdog.uses(connection)
+            self._revocations.replace(self._live_rows(connection))
         while not self._stopped.is_set():
             # Notifications that arrived during a query wait in psycopg's backlog: none lost.
             for notification in connection.notifies(timeout=POLL_SECONDS, stop_after=100):
@@ -172,13 +175,14 @@ class Listener:
                 connection.execute("SELECT 1")
             self._revocations.confirm()
 
-    def _live_rows(self) -> list[tuple[str, float, float | None]]:
-        """Every revocation that may still cover an access token."""
-        now = time.time()
-        since = now - self._revocations.window_seconds
+    def _live_rows(self, connection: Any) -> list[tuple[str, float, float | None]]:
+        """Every revocation that may still cover an access token, read on the listener's own
+        connection: its failures are the listener's to retry, not the service's health."""
+        now = int(time.time())
         query = select(Revocation.id, Revocation.expires_at, Revocation.revoked_at).where(
-            Revocation.expires_at > now,
-            or_(Revocation.revoked_at.is_(None), Revocation.revoked_at > since),
+            Revocation.expires_at > bindparam("now"),
+            or_(Revocation.revoked_at.is_(None), Revocation.revoked_at > bindparam("since")),
         )
-        with self._database.session() as session:
-            return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+        sql = str(query.compile(dialect=postgresql.psycopg.dialect()))
+        parameters = {"now": now, "since": now - int(self._revocations.window_seconds)}
+        return [tuple(row) for row in connection.execute(sql, parameters)]

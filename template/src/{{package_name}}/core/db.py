@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
+    Integer,
     Select,
     String,
     Uuid,
@@ -68,6 +70,11 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=lambda: datetime.now(UTC)
     )
+    #: Where password-reset messages go (optional); `email_key`, lower-cased, makes it unique.
+    email: Mapped[str | None] = mapped_column(String(254), default=None)
+    email_key: Mapped[str | None] = mapped_column(String(254), unique=True, index=True)
+    #: A disabled user cannot log in or refresh (`cli users disable`).
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class Revocation(Base):
@@ -100,9 +107,35 @@ class RefreshToken(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     session_id: Mapped[str] = mapped_column(String(64), index=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     used_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: The `jti` of the token issued when this one was used (it was issued at `used_at`).
+    replaced_by: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class PasswordReset(Base):
+    """An outstanding password-reset token, by the SHA-256 of the token (never the token)."""
+
+    __tablename__ = "password_resets"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ThrottleCounter(Base):
+    """A throttling counter (`throttle`): the hits of one key (a client address, an account)
+    in its current window, and until when that key is refused."""
+
+    __tablename__ = "throttle_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    #: When the count starts again from zero (epoch seconds).
+    window_ends_at: Mapped[float] = mapped_column(Float, index=True)
+    #: Until when requests of this key are refused (429), or 0.
+    blocked_until: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, busy_milliseconds: int) -> None:

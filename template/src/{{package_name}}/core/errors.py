@@ -26,10 +26,14 @@ class ServiceError(Exception):
     #: RFC 6749 section 5.2's `error` when the token endpoint raises this; None: not an
     #: OAuth2 error, answered in the service's own envelope there too.
     oauth_error: str | None = None
+    #: Seconds a client should wait before trying again (the `Retry-After` header), if any.
+    retry_after: int | None = None
 
-    def __init__(self, detail: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None) -> None:
         super().__init__(detail or self.detail)
         self.detail = detail or self.detail
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class ValidationFailed(ServiceError):
@@ -60,8 +64,17 @@ class ServiceUnavailable(ServiceError):
     code = "service_unavailable"
     status = HTTPStatus.SERVICE_UNAVAILABLE
     detail = "The service cannot reach its database right now; try again in a few seconds."
-    #: Seconds a client should wait before trying again (the `Retry-After` header).
     retry_after = 5
+
+
+class TooManyRequests(ServiceError):
+    """Raised when a client or an account is throttled (`throttle`); `retry_after` says when
+    to try again."""
+
+    code = "too_many_requests"
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    detail = "Too many attempts; wait before trying again."
+    retry_after = 1
 
 
 class UnsupportedGrantType(ServiceError):
@@ -131,6 +144,25 @@ class InvalidCredentials(AuthError):
     code = "invalid_credentials"
     detail = "Incorrect username or password."
     oauth_error = "invalid_grant"
+
+
+class AccountDisabled(AuthError):
+    """Raised when a disabled user logs in or refreshes (after the password or token checked
+    out, so it tells nothing to someone without them)."""
+
+    code = "account_disabled"
+    status = HTTPStatus.FORBIDDEN
+    detail = "This account is disabled; ask the service's operators."
+    oauth_error = "invalid_grant"
+
+
+class WrongPassword(ServiceError):
+    """Raised when an authenticated request confirms itself with the wrong current password
+    (403, not 401: the bearer token is fine, and clients must not drop it)."""
+
+    code = "wrong_password"
+    status = HTTPStatus.FORBIDDEN
+    detail = "The current password is not correct."
 
 
 class InvalidToken(AuthError):
@@ -203,7 +235,7 @@ def problem_for(error: ServiceError) -> Problem:
         body = {"error": error.oauth_error, "error_description": error.detail, **body}
         return Problem(int(error.status), body, dict(NO_STORE))
     headers = {"WWW-Authenticate": error.challenge()} if isinstance(error, AuthError) else {}
-    if isinstance(error, ServiceUnavailable):
+    if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return Problem(int(error.status), body, headers)
 

@@ -45,6 +45,14 @@ class ValidationFailed(ServiceError):
     oauth_error = "invalid_request"
 
 
+class WeakPassword(ValidationFailed):
+    """Raised when a new password is too easy to guess (`password_policy`); the detail says why
+    and what to do instead."""
+
+    code = "weak_password"
+    detail = "This password is too easy to guess; choose a longer, less common one."
+
+
 class BodyTooLarge(ServiceError):
     """Raised when a request body is over the bound (`MAX_BODY_BYTES`), before it is read."""
 

@@ -1,0 +1,73 @@
+"""Which new passwords are refused, after NIST SP 800-63B section 5.1.1.2.
+
+No composition rules (a digit, a symbol, an upper-case letter): they make passwords harder to
+remember, not to guess. A new password is refused when it contains the user's own name, or
+when zxcvbn, which knows common passwords, words, names, keyboard patterns, dates and
+substitutions, scores it below `PASSWORD_MIN_STRENGTH` (0-4). The refusal says what to do.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zxcvbn
+
+from .errors import WeakPassword
+from .passwords import normalise
+
+#: zxcvbn refuses longer passwords (and takes longer the longer they are); their first 72
+#: characters decide.
+ZXCVBN_MAX_CHARS = 72
+
+#: The advice when zxcvbn gives none (it gives none for scores 3 and 4).
+ADVICE = "Add another word or two. Uncommon words are better."
+
+#: Names shorter than this are not looked for in passwords: they are in too many by chance.
+MIN_NAME_CHARS = 3
+
+#: zxcvbn keeps each call's `user_inputs` in a module-level dictionary that every call shares,
+#: so two checks at once could each score against the other's names: one at a time.
+_zxcvbn_lock = threading.Lock()
+
+
+class PasswordPolicy:
+    """Refuses easily guessed new passwords with `WeakPassword`; `min_strength` 0 checks only
+    that the password does not contain the user's names."""
+
+    def __init__(self, min_strength: int) -> None:
+        if not 0 <= min_strength <= 4:
+            raise ValueError("min_strength is a zxcvbn score: 0 to 4")
+        self.min_strength = min_strength
+
+    def check(self, password: str, *, username: str, email: str | None = None) -> None:
+        """Raise `WeakPassword` if `password` is not good enough for this user."""
+        password = normalise(password)
+        folded = password.casefold()
+        local_part = (email.rpartition("@")[0] or email) if email else None
+        names = [("your username", username), ("the name of your e-mail address", local_part)]
+        for what, name in names:
+            key = normalise(name or "").casefold()
+            if len(key) >= MIN_NAME_CHARS and key in folded:
+                raise WeakPassword(
+                    f"This password contains {what}, which makes it easy to guess; "
+                    f"choose one without it."
+                )
+        if self.min_strength == 0:
+            return
+        user_inputs = [name for name in (username, email, local_part) if name]
+        with _zxcvbn_lock:
+            result = zxcvbn.zxcvbn(password[:ZXCVBN_MAX_CHARS], user_inputs=user_inputs)
+        if result["score"] < self.min_strength:
+            raise WeakPassword(_too_easy(result["feedback"]))
+
+
+def _too_easy(feedback: dict) -> str:
+    """The refusal for a low score, with zxcvbn's warning and first suggestion."""
+    suggestions = feedback.get("suggestions") or [ADVICE]
+    advice = [_sentence(text) for text in (feedback.get("warning"), suggestions[0]) if text]
+    return "This password is too easy to guess: " + " ".join(advice)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."

@@ -29,7 +29,8 @@ def free_port() -> int:
 
 
 #: The options of the rendered README's production uvicorn command: h11 bounds request heads
-#: (16 KiB), a bounded number of connections, short keep-alive.
+#: (16 KiB), a bounded number of connections, short keep-alive; the client's address is the
+#: socket's (the service reads `X-Forwarded-For` itself, from `TRUSTED_PROXIES` only).
 UVICORN_OPTIONS = (
     "--http",
     "h11",
@@ -40,6 +41,7 @@ UVICORN_OPTIONS = (
     "--timeout-keep-alive",
     "5",
     "--no-server-header",
+    "--no-proxy-headers",
 )
 
 

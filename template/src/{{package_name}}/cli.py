@@ -1,6 +1,7 @@
 """The command line: `<package> keys ...` manages the key ring in JWT_KEYS_DIR; `<package> db
 upgrade|current|history` manages the schema (Alembic migrations); `<package> db cleanup`
-deletes revocation records whose tokens have all expired.
+deletes records that can no longer matter; `<package> users disable|enable|logout-all NAME`
+manages accounts.
 
 A zero-downtime rotation across several instances (see README, "Rotating keys"): `keys stage`;
 once verifiers have the new JWK Set, `keys rotate`; after the grace period, `keys retire`.
@@ -18,7 +19,8 @@ from .core.errors import ConfigError, ServiceUnavailable
 from .core.keyring import KeyRing
 from .core.keys import generate_key_material
 from .core.refresh import delete_expired
-from .core.service import database_of
+from .core.service import AuthService, database_of
+from .core.throttle import Throttle, ThrottleLimits
 from .settings import Settings, load_settings
 
 
@@ -49,7 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     database.add_parser("history", help="list the migrations")
     downgrade = database.add_parser("downgrade", help="undo migrations down to a revision")
     downgrade.add_argument("revision", help="the revision to go back to (`base`: none)")
-    database.add_parser("cleanup", help="delete expired revocations and refresh-token records")
+    database.add_parser(
+        "cleanup", help="delete expired revocations, refresh-token, reset and throttling records"
+    )
+    users = commands.add_parser("users", help="manage accounts").add_subparsers(
+        dest="command", required=True
+    )
+    for command, help_text in (
+        ("disable", "refuse the user's logins and end every session of theirs"),
+        ("enable", "let a disabled user log in again"),
+        ("logout-all", "end every session of the user, on every device"),
+    ):
+        users.add_parser(command, help=help_text).add_argument("username")
     return parser
 
 
@@ -105,12 +118,34 @@ def run_db(command: str, options: argparse.Namespace, settings: Settings) -> str
             found, needed = schema.current(database), schema.heads()
             state = "up to date" if found == needed else f"behind: the code needs {sorted(needed)}"
             return f"{', '.join(sorted(found)) or 'no revision'} ({state})"
-        removed = delete_expired(database, int(time.time()), settings.jwt_leeway_seconds)
+        now = int(time.time())
+        removed = delete_expired(database, now, settings.jwt_leeway_seconds)
+        removed += Throttle(database, ThrottleLimits.from_settings(settings)).delete_expired(now)
     except ServiceUnavailable as exc:
         raise ConfigError(f"DATABASE_URL: {exc.detail}") from exc
     finally:
         database.dispose()
     return f"Deleted {removed} expired records."
+
+
+def run_users(command: str, options: argparse.Namespace, settings: Settings) -> str:
+    """Carry out one `users` command (the service's keys are loaded: cutting a user off is
+    a revocation, and running services learn of it as they learn of logouts)."""
+    auth = AuthService.from_settings(settings)
+    try:
+        user = auth.users.by_username(options.username)
+        if user is None:
+            raise ConfigError(f"no user is named {options.username!r}")
+        if command != "logout-all":
+            auth.users.set_disabled(user.id, disabled=command == "disable")
+        if command != "enable":
+            auth.sessions.end_everywhere(user.id)
+    except ServiceUnavailable as exc:
+        raise ConfigError(f"DATABASE_URL: {exc.detail}") from exc
+    finally:
+        auth.database.dispose()
+    done = {"disable": "disabled", "enable": "enabled", "logout-all": "logged out everywhere"}
+    return f"{user.username}: {done[command]}."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         if options.group == "db":
             print(run_db(options.command, options, settings))
+        elif options.group == "users":
+            print(run_users(options.command, options, settings))
         else:
             print(run_keys(options.command, options, settings))
     except ConfigError as exc:

@@ -138,6 +138,7 @@ def test_security_events_are_logged_without_secrets(api: Api, security_events) -
     assert api.get("/users/me", token=token).status == 401
     seen = [(event["event"], event.get("reason")) for event in security_events]
     assert seen == [
+        ("user_registered", None),
         ("login_failed", "wrong_password"),
         ("login_failed", "unknown_user"),
         ("login_succeeded", None),
@@ -145,8 +146,8 @@ def test_security_events_are_logged_without_secrets(api: Api, security_events) -
         ("logout", None),
         ("token_refused", "invalid_token"),
     ]
-    assert security_events[0]["user_id"] == user["id"]
-    assert security_events[4]["user_id"] == user["id"]
+    assert security_events[1]["user_id"] == user["id"]
+    assert security_events[5]["user_id"] == user["id"]
     logged = json.dumps(security_events)
     for secret in (PASSWORD, "wrong password", token, "nobody"):
         assert secret not in logged
@@ -156,7 +157,9 @@ def test_security_events_are_logged_without_secrets(api: Api, security_events) -
 def test_a_replayed_refresh_token_is_logged_as_a_theft_signal(
     make_api, settings, security_events
 ) -> None:
-    api = make_api(settings_with(settings, refresh_strategy="rotating"))
+    api = make_api(
+        settings_with(settings, refresh_strategy="rotating", refresh_reuse_grace_seconds=0)
+    )
     api.register("alice")
     form = {"grant_type": "password", "username": "alice", "password": PASSWORD}
     tokens = api.post("/auth/login", data=form).body

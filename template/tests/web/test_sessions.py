@@ -197,7 +197,8 @@ def test_refresh_validation(refreshing_api: Api) -> None:
 
 
 def test_replayed_refresh_token_revokes_the_whole_login(make_api: Callable, settings) -> None:
-    api = make_api(settings_with(settings, refresh_strategy="rotating"))
+    grace = {"refresh_reuse_grace_seconds": 0}
+    api = make_api(settings_with(settings, refresh_strategy="rotating", **grace))
     tokens = login(api)
     rotated = refresh(api, tokens["refresh_token"]).body
     replay = refresh(api, tokens["refresh_token"])
@@ -211,6 +212,24 @@ def test_replayed_refresh_token_revokes_the_whole_login(make_api: Callable, sett
         "/auth/login", data={"grant_type": "password", "username": "alice", "password": PASSWORD}
     ).body
     assert api.get("/users/me", token=other["access_token"]).status == 200
+
+
+def test_a_replay_within_the_grace_period_gets_the_current_token(
+    make_api: Callable, settings
+) -> None:
+    """Two tabs refreshing with one token: both get the same new refresh token, and the login
+    lives on (REFRESH_REUSE_GRACE_SECONDS, 10 by default)."""
+    api = make_api(settings_with(settings, refresh_strategy="rotating"))
+    tokens = login(api)
+    first = refresh(api, tokens["refresh_token"]).body
+    second = refresh(api, tokens["refresh_token"]).body
+    assert second["refresh_token"] != tokens["refresh_token"]
+    claims = [
+        jwt.decode(t["refresh_token"], options={"verify_signature": False}) for t in (first, second)
+    ]
+    assert claims[0]["jti"] == claims[1]["jti"]
+    assert api.get("/users/me", token=second["access_token"]).status == 200
+    assert refresh(api, second["refresh_token"]).status == 200
 
 
 def test_rotation_never_extends_the_login(make_api: Callable, settings) -> None:

@@ -27,9 +27,11 @@ from sqlalchemy import (
     Select,
     String,
     Uuid,
+    and_,
     bindparam,
     create_engine,
     event,
+    or_,
     select,
 )
 from sqlalchemy import exc as sa_exc
@@ -88,16 +90,34 @@ class Revocation(Base):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
-#: The revocation of a token (bound as `token_id`) or of its login (`session_id`): one read by
-#: primary key. Bind it with `revocation_parameters`.
+#: The revocation of a token (bound as `token_id`), of its login (`session_id`), or of every
+#: token its user was issued up to a second (`user_key`, see `user_key`; that entry's
+#: `revoked_at` is the last second cut off, compared with the token's `issued_at`): one read
+#: by primary key. Bind it with `revocation_parameters`.
 REVOKED = select(Revocation.id).where(
-    Revocation.id.in_([bindparam("token_id"), bindparam("session_id")])
+    or_(
+        Revocation.id.in_([bindparam("token_id"), bindparam("session_id")]),
+        and_(
+            Revocation.id == bindparam("user_key"),
+            Revocation.revoked_at >= bindparam("issued_at"),
+        ),
+    )
 )
 
 
-def revocation_parameters(token_id: str | None, session_id: str | None = None) -> dict[str, str]:
-    """`REVOKED`'s parameters; an id not given matches nothing (no revocation id is empty)."""
-    return {"token_id": token_id or "", "session_id": session_id or token_id or ""}
+def user_key(user_id: object) -> str:
+    """The revocation id that cuts off every token of a user issued up to its `revoked_at`."""
+    return f"user:{user_id}"
+
+
+def revocation_parameters(claims: Mapping[str, Any]) -> dict[str, object]:
+    """`REVOKED`'s parameters for a token's claims (`jti`, `sub`, `iat`, and `sid` if any)."""
+    return {
+        "token_id": claims["jti"],
+        "session_id": claims.get("sid") or claims["jti"],
+        "user_key": user_key(claims["sub"]),
+        "issued_at": claims["iat"],
+    }
 
 
 class RefreshToken(Base):

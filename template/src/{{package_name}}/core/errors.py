@@ -110,6 +110,22 @@ class UsernameTaken(ServiceError):
     detail = "That username is already taken."
 
 
+class EmailTaken(ServiceError):
+    """Raised when an e-mail address belongs to another user already (ignoring case)."""
+
+    code = "email_taken"
+    status = HTTPStatus.CONFLICT
+    detail = "This e-mail address is used by another account."
+
+
+class InvalidResetToken(ServiceError):
+    """Raised when a password-reset token is unknown, used or expired."""
+
+    code = "invalid_reset_token"
+    status = HTTPStatus.BAD_REQUEST
+    detail = "This password-reset link is invalid, used or expired; ask for a new one."
+
+
 class AuthError(ServiceError):
     """Base of every authentication failure: a 401 (a 400 for a malformed request) with a
     Bearer challenge."""

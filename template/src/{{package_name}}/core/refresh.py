@@ -4,7 +4,10 @@
 - `stateless`: the refresh token is a signed JWT of its own type and audience; refreshing
   writes nothing; logout records its `jti` (and session) as revoked until it would expire.
 - `rotating`: every refresh returns a new pair and invalidates the token presented. A token
-  used twice means it leaked: the whole session (every token since that login) is revoked.
+  used twice means it leaked: the whole session (every token since that login) is revoked,
+  except within `REFRESH_REUSE_GRACE_SECONDS` of its rotation, when the token just rotated is
+  presented again (two tabs refreshing at once, a retry after a lost response): that gets the
+  session's current refresh token again (`Sessions._successor`).
   The store keeps only `jti`s, never a usable token, and a session ends at a fixed time after
   its login however often it is refreshed.
 
@@ -19,19 +22,30 @@ complete, the check is one primary-key read.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .db import REVOKED, Database, RefreshToken, Revocation, revocation_parameters
-from .errors import InvalidToken, RefreshTokenReused, RevokedToken, ServiceError
+from .db import (
+    REVOKED,
+    Database,
+    PasswordReset,
+    RefreshToken,
+    Revocation,
+    User,
+    revocation_parameters,
+    user_key,
+)
+from .errors import AccountDisabled, InvalidToken, RefreshTokenReused, RevokedToken, ServiceError
 from .events import security_event
-from .revocations import CHANNEL, Revocations, payload
+from .revocations import CHANNEL, USER_PREFIX, Revocations, payload
 from .tokens import IssuedToken, TokenService
 
 
@@ -60,13 +74,25 @@ class Sessions:
         database: Database,
         tokens: TokenService,
         revocations: Revocations | None = None,
+        reuse_grace_seconds: int = 0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.strategy = strategy
         self._database = database
         self._tokens = tokens
         self._revoked = database.prepare(REVOKED)
+        # Whether a refresh token's user still exists, is enabled, and its token is not revoked.
+        self._standing = database.prepare(
+            select(User.disabled_at, REVOKED.exists()).where(User.id == bindparam("user_id"))
+        )
+        self._cutoff = database.prepare(
+            select(Revocation.revoked_at).where(Revocation.id == bindparam("user_key"))
+        )
         #: The live revocations in memory (PostgreSQL), or None: read the database.
         self.revocations = revocations
+        #: Seconds in which the refresh token just rotated may be presented again (`_rotate`).
+        self.reuse_grace_seconds = reuse_grace_seconds
+        self._sleep = sleep
 
     @property
     def revocations_known(self) -> bool:
@@ -74,7 +100,8 @@ class Sessions:
         return self.revocations is not None and self.revocations.known
 
     def start(self, user_id: uuid.UUID) -> Tokens:
-        """Begin a session at login."""
+        """Begin a session at login (after the user's last cut-off second, `wait_past_cutoff`)."""
+        self.wait_past_cutoff(user_id)
         subject = str(user_id)
         if self.strategy is Strategy.NONE:
             return Tokens(self._tokens.issue_access(subject))
@@ -87,10 +114,10 @@ class Sessions:
         return Tokens(access, refresh)
 
     def refresh(self, token: str) -> Tokens:
-        """Exchange a refresh token for new tokens, or raise an `InvalidToken`."""
+        """Exchange a refresh token for new tokens, or raise an `InvalidToken` (or
+        `AccountDisabled`): its user must still exist and be enabled."""
         claims = self._tokens.verify_refresh(token)
-        if self.is_revoked(claims["jti"], claims["sid"]):
-            raise RevokedToken()
+        self._check_standing(claims)
         subject, session_id = claims["sub"], claims["sid"]
         if self.strategy is Strategy.STATELESS:
             remaining = claims["exp"] - self._tokens.now()
@@ -118,44 +145,119 @@ class Sessions:
         self._revoke_all({claims["jti"]: claims["exp"], claims["sid"]: claims["exp"]})
         return None
 
+    def end_everywhere(self, user_id: uuid.UUID, db: Session | None = None) -> int:
+        """Cut the user off: every token issued to them up to this second is refused from now
+        on, everywhere (logout everywhere, a password change or reset, a deleted or disabled
+        account). Pass `db` to make it part of a larger transaction. Returns the second."""
+        key, horizon = user_key(user_id), self._tokens.session_horizon()
+        if db is None:
+            with self._database.session() as own:
+                self._revoke(own, key, horizon)
+        else:
+            self._revoke(db, key, horizon)
+        self._applied({key: horizon})
+        return self._tokens.now()
+
+    def wait_past_cutoff(self, user_id: uuid.UUID) -> None:
+        """Tokens issued in the second a user was cut off are refused (`iat` has whole seconds):
+        wait for the next second before issuing any (at most a second, only right after a
+        cut-off; longer only by the clock difference between instances, up to the leeway)."""
+        key = user_key(user_id)
+        if self.revocations is not None and self.revocations.known:
+            cutoff = self.revocations.cutoff(key)
+        else:
+            row = self._cutoff.first({"user_key": key})
+            cutoff = None if row is None else row[0]
+        if cutoff is None:
+            return
+        wait = cutoff + 1 - self._tokens.clock()
+        if wait > 0:
+            self._sleep(min(wait, 1 + self._tokens.policy.leeway_seconds))
+
     @property
     def revocation_query(self) -> str:
         """The SQL of the revocation check, for inspection."""
         return self._revoked.sql
 
-    def is_revoked(self, token_id: str, session_id: str | None = None) -> bool:
-        """Whether a token's `jti`, or its session, is revoked: from memory when the set is
-        known to be complete, else one primary-key read."""
+    def is_revoked(self, claims: Mapping[str, Any]) -> bool:
+        """Whether an access token (its claims) is revoked: the token, its session, or every
+        token of its user up to its `iat`. From memory when the set is known to be complete,
+        else one primary-key read."""
         if self.revocations is not None and self.revocations.known:
-            return self.revocations.covers(token_id, session_id)
-        return self._revoked.first(revocation_parameters(token_id, session_id)) is not None
+            return self.revocations.covers(claims)
+        return self._revoked.first(revocation_parameters(claims)) is not None
+
+    def _check_standing(self, claims: Mapping[str, Any]) -> None:
+        """A refresh token's revocation and its user, from the database (memory keeps only
+        what access tokens need): one read."""
+        try:
+            user_id = uuid.UUID(claims["sub"])
+        except ValueError as exc:
+            raise InvalidToken("The token's subject is not a user of this service.") from exc
+        row = self._standing.first({"user_id": user_id, **revocation_parameters(claims)})
+        if row is None:
+            raise InvalidToken("The user of this token no longer exists.")
+        disabled_at, revoked = row
+        if revoked:
+            raise RevokedToken()
+        if disabled_at is not None:
+            raise AccountDisabled()
 
     def _rotate(self, claims: dict[str, Any]) -> Tokens:
         now = self._tokens.now()
+        successor = None
         with self._database.session() as db:
+            row = db.get(RefreshToken, claims["jti"])
+            if row is None:
+                raise InvalidToken("The refresh token is not known.")
+            refresh = self._tokens.issue_refresh(
+                claims["sub"], row.session_id, not_after=row.expires_at, issued_at=now
+            )
             # The conditional UPDATE is the atomic step: of any number of concurrent requests
             # (threads, processes or instances) presenting one token, exactly one matches.
             used = db.execute(
                 update(RefreshToken)
                 .where(RefreshToken.jti == claims["jti"], RefreshToken.used_at.is_(None))
-                .values(used_at=now)
+                .values(used_at=now, replaced_by=refresh.jti)
             ).rowcount
-            row = db.get(RefreshToken, claims["jti"])
-            if row is None:
-                raise InvalidToken("The refresh token is not known.")
-            if used != 1:
-                self._revoke(db, row.session_id, row.expires_at)
-            else:
-                refresh = self._tokens.issue_refresh(
-                    claims["sub"], row.session_id, not_after=row.expires_at
-                )
+            if used == 1:
                 db.add(self._row(refresh, row.session_id, row.user_id))
-        if used != 1:
+            else:
+                db.refresh(row)
+                successor = self._successor(db, row, claims["sub"], now)
+                if successor is None:
+                    self._revoke(db, row.session_id, row.expires_at)
+        if used != 1 and successor is None:
             self._applied({row.session_id: row.expires_at})
             security_event("refresh_token_reused", user_id=row.user_id, session_id=row.session_id)
             raise RefreshTokenReused()
+        if successor is not None:
+            security_event("refresh_token_grace", user_id=row.user_id, session_id=row.session_id)
+            refresh = successor
         access = self._tokens.issue_access(claims["sub"], row.session_id, not_after=row.expires_at)
         return Tokens(access, refresh)
+
+    def _successor(
+        self, db: Session, row: RefreshToken, subject: str, now: int
+    ) -> IssuedToken | None:
+        """Within the grace period, a token used once more is an honest race (two tabs, a retry
+        after a lost response) if it is the immediate predecessor of the session's current
+        token: hand out that current token again (same `jti`, same times). Otherwise, None:
+        it is a reuse."""
+        if row.used_at is None or row.replaced_by is None:
+            return None
+        if now - row.used_at >= self.reuse_grace_seconds:
+            return None
+        current = db.get(RefreshToken, row.replaced_by)
+        if current is None or current.used_at is not None:
+            return None
+        return self._tokens.issue_refresh(
+            subject,
+            row.session_id,
+            not_after=row.expires_at,
+            issued_at=row.used_at,
+            jti=current.jti,
+        )
 
     def _row(self, refresh: IssuedToken, session_id: str, user_id: uuid.UUID) -> RefreshToken:
         return RefreshToken(
@@ -177,26 +279,37 @@ class Sessions:
                 self.revocations.add(key, expires_at, now)
 
     def _revoke(self, db: Session, key: str, expires_at: int) -> None:
-        """Record a revocation; a concurrent or repeated one for the same key is no error. On
-        PostgreSQL every process is notified when the transaction commits."""
+        """Record a revocation; a concurrent or repeated one for the same key is no error (a
+        user's cut-off moves to the later second). On PostgreSQL every process is notified
+        when the transaction commits."""
         dialect = db.get_bind().dialect.name
         now = self._tokens.now()
         values = {"id": key, "expires_at": expires_at, "revoked_at": now}
         if dialect in {"sqlite", "postgresql"}:
             module = sqlite if dialect == "sqlite" else postgresql
-            db.execute(module.insert(Revocation).values(values).on_conflict_do_nothing())
-        elif db.get(Revocation, key) is None:
-            db.execute(insert(Revocation).values(values))
+            statement = module.insert(Revocation).values(values)
+            if key.startswith(USER_PREFIX):
+                later = {"expires_at": expires_at, "revoked_at": now}
+                db.execute(statement.on_conflict_do_update(index_elements=["id"], set_=later))
+            else:
+                db.execute(statement.on_conflict_do_nothing())
+        else:
+            existing = db.get(Revocation, key)
+            if existing is None:
+                db.execute(insert(Revocation).values(values))
+            elif key.startswith(USER_PREFIX):
+                existing.expires_at, existing.revoked_at = expires_at, now
         if dialect == "postgresql":
             db.execute(select(func.pg_notify(CHANNEL, payload(key, expires_at, now))))
 
 
 def delete_expired(database: Database, now: int, leeway_seconds: int = 0) -> int:
-    """Delete revocations and refresh-token records whose tokens have all expired by `now`,
+    """Delete revocations, refresh-token and reset records whose tokens have all expired by `now`,
     counting the clock-skew leeway during which an expired token is still accepted. No
     deadline: a large backlog may take a while (`Database.maintenance`)."""
     now -= leeway_seconds
     with database.maintenance() as db:
         gone = db.execute(delete(Revocation).where(Revocation.expires_at < now)).rowcount
         gone += db.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount
+        gone += db.execute(delete(PasswordReset).where(PasswordReset.expires_at < now)).rowcount
     return gone

@@ -21,13 +21,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.dialects import postgresql
 
-from .db import Database, Revocation
+from .db import Database, Revocation, user_key
+
+USER_PREFIX = user_key("")
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +44,15 @@ STALE_SECONDS = 1.0
 
 
 class Revocations:
-    """The live revocations by id (`jti` or session id), with the time each may be forgotten."""
+    """The live revocations by id (`jti`, session id, or `user:<id>`), with the time each may be
+    forgotten; a user's entry also keeps the last second it cuts off (`db.user_key`)."""
 
     def __init__(self, window_seconds: int, clock: Callable[[], float] = time.time) -> None:
         #: How long after its revocation an entry can still cover an access token.
         self.window_seconds = window_seconds
         self._clock = clock
         self._until: dict[str, float] = {}
+        self._cutoffs: dict[str, float] = {}
         self._lock = threading.Lock()
         self._loaded = False
         self._confirmed = 0.0  # time.monotonic() of the listener's last sign of life
@@ -72,10 +76,21 @@ class Revocations:
         until = min(expires_at, revoked + self.window_seconds)
         with self._lock:
             self._until[key] = max(until, self._until.get(key, 0))
+            if key.startswith(USER_PREFIX):
+                self._cutoffs[key] = max(revoked, self._cutoffs.get(key, 0))
 
-    def covers(self, token_id: str, session_id: str | None) -> bool:
-        """Whether the token or its session is revoked (only meaningful while `known`)."""
-        return token_id in self._until or (session_id is not None and session_id in self._until)
+    def covers(self, claims: Mapping[str, Any]) -> bool:
+        """Whether an access token (its claims), its session, or every token of its user up to
+        its `iat`, is revoked (only meaningful while `known`)."""
+        session_id = claims.get("sid")
+        if claims["jti"] in self._until or (session_id is not None and session_id in self._until):
+            return True
+        cutoff = self._cutoffs.get(user_key(claims["sub"]))
+        return cutoff is not None and claims["iat"] <= cutoff
+
+    def cutoff(self, key: str) -> float | None:
+        """The last second a user's entry (`db.user_key`) cuts off, if it is live."""
+        return self._cutoffs.get(key)
 
     def replace(self, entries: list[tuple[str, float, float | None]]) -> None:
         """Start again from a full read of the table (the listener just connected)."""
@@ -83,7 +98,7 @@ class Revocations:
         for key, expires_at, revoked_at in entries:
             fresh.add(key, expires_at, revoked_at)
         with self._lock:
-            self._until = fresh._until
+            self._until, self._cutoffs = fresh._until, fresh._cutoffs
             self._loaded = True
         self.confirm()
 
@@ -92,6 +107,7 @@ class Revocations:
         now = self._clock()
         with self._lock:
             self._until = {key: until for key, until in self._until.items() if until > now}
+            self._cutoffs = {key: c for key, c in self._cutoffs.items() if key in self._until}
 
     def __len__(self) -> int:
         return len(self._until)

@@ -24,6 +24,14 @@ TokenText = Annotated[
     str, StringConstraints(min_length=1, max_length=16384, pattern=r"^[A-Za-z0-9_.=-]+$")
 ]
 AnyCredential = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=PRINTABLE)]
+#: An address a reset message can be sent to: one `@`, a dot in the domain, no spaces (whether
+#: it receives mail is for the mail server to say).
+Email = Annotated[
+    str,
+    StringConstraints(
+        max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
+    ),
+]
 
 
 class Registration(BaseModel):
@@ -33,6 +41,7 @@ class Registration(BaseModel):
 
     username: Username
     password: Password
+    email: Email | None = None
 
 
 class GrantType(StrEnum):
@@ -56,6 +65,53 @@ class UserOut(BaseModel):
 
     id: str
     username: str
+    email: str | None = None
+
+
+class PasswordChange(BaseModel):
+    """Body of `POST /auth/password`: the current password (any, so a policy change never
+    locks anyone out) and the new one (checked by the password policy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: AnyCredential
+    new_password: Password
+
+
+class PasswordConfirmation(BaseModel):
+    """Body of `DELETE /users/me`: the account's password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: AnyCredential
+
+
+class EmailChange(BaseModel):
+    """Body of `PUT /users/me/email`: the new address (null removes it) and the password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email | None
+    password: AnyCredential
+
+
+class PasswordResetRequest(BaseModel):
+    """Body of `POST /auth/password-reset`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+
+
+class PasswordResetConfirmation(BaseModel):
+    """Body of `POST /auth/password-reset/confirm`: the token from the message, a new password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: Annotated[
+        str, StringConstraints(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+    ]
+    new_password: Password
 
 
 class TokenResponse(BaseModel):

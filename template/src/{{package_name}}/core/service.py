@@ -1,46 +1,106 @@
-"""The auth use cases the web layers call: register, log in, resolve the current user."""
+"""The auth use cases the web layers call: register, log in, resolve the current user, and
+the rest of an account's life (change or reset its password, end every session, delete it).
+
+Each method takes what the web layer has (the body as bytes, the verified claims, the client's
+address) and returns a schema or raises a `ServiceError`; the web layers stay thin.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import secrets
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy import delete
 
 from ..settings import Settings
 from . import schema
-from .db import Database, DatabaseLimits, User
+from .clients import TrustedProxies, client_address
+from .db import Database, DatabaseLimits, PasswordReset, User
 from .errors import (
     ConfigError,
+    InvalidCredentials,
+    InvalidResetToken,
     InvalidToken,
     NotFound,
     RevokedToken,
     ServiceError,
     ServiceUnavailable,
     TokenEndpointError,
+    UnknownUser,
+    WrongPassword,
 )
 from .events import security_event
+from .jobs import Background
 from .keyring import load_keys
 from .keys import is_hmac
+from .mail import Message, Outbox, outbox_of
+from .password_policy import PasswordPolicy
 from .passwords import Argon2Parameters, PasswordHasher
 from .refresh import Sessions, Strategy, Tokens
 from .revocations import Listener, Revocations
 from .schemas import (
+    EmailChange,
     ErrorOut,
     GrantType,
     LoginForm,
     LogoutReport,
+    PasswordChange,
+    PasswordConfirmation,
+    PasswordResetConfirmation,
+    PasswordResetRequest,
     RefreshRequest,
     Registration,
     TokenResponse,
     UserOut,
+    parse_json,
     parse_logout_body,
     parse_token_request,
     validate,
 )
+from .throttle import Throttle, ThrottleLimits
 from .tokens import KeySource, TokenPolicy, TokenService
 from .users import Profile, UserService
+
+
+@dataclass(frozen=True)
+class PasswordResets:
+    """How password-reset messages are made and sent; `outbox` None: reset is not offered."""
+
+    outbox: Outbox | None
+    lifetime_seconds: int = 1800
+    #: The page a message links to, with `{token}` in it; None: the message carries the token.
+    url: str | None = None
+    #: Looks the address up, stores the token and queues the message, after the response.
+    jobs: Background = field(default_factory=Background)
+
+    def message(self, to: str, username: str, token: str) -> Message:
+        """The reset message for one user."""
+        minutes = self.lifetime_seconds // 60
+        if self.url:
+            action = f"open this link within {minutes} minutes:\n\n{self.url.format(token=token)}"
+        else:
+            action = (
+                f"send this token to POST /auth/password-reset/confirm, with your new password, "
+                f"within {minutes} minutes:\n\n{token}"
+            )
+        text = (
+            f"Hello {username},\n\nSomeone, hopefully you, asked to reset the password of your "
+            f"account. To choose a new password, {action}\n\nIf you did not ask for this, "
+            f"ignore this message: your password stays as it is.\n"
+        )
+        return Message(to=to, subject="Reset your password", text=text)
+
+    def close(self) -> None:
+        """Finish the queued work and messages (at shutdown)."""
+        self.jobs.close(timeout=5)
+        if self.outbox is not None:
+            self.outbox.close(timeout=5)
 
 
 @dataclass(frozen=True)
@@ -52,6 +112,9 @@ class AuthService:
     users: UserService
     tokens: TokenService
     sessions: Sessions
+    throttle: Throttle
+    proxies: TrustedProxies
+    resets: PasswordResets
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthService:
@@ -81,11 +144,43 @@ class AuthService:
                 parallelism=settings.argon2_parallelism,
             ),
             max_concurrent=settings.argon2_max_concurrent,
+            max_waiting=settings.argon2_max_waiting,
         )
+        users = UserService(database, hasher, PasswordPolicy(settings.password_min_strength))
         tokens = TokenService(keys, policy)
-        strategy = Strategy(settings.refresh_strategy)
-        sessions = Sessions(strategy, database, tokens, _live_revocations(database, policy))
-        return cls(database, keys, UserService(database, hasher), tokens, sessions)
+        sessions = Sessions(
+            Strategy(settings.refresh_strategy),
+            database,
+            tokens,
+            _live_revocations(database, policy),
+            reuse_grace_seconds=settings.refresh_reuse_grace_seconds,
+        )
+        resets = PasswordResets(
+            outbox_of(settings),
+            settings.password_reset_minutes * 60,
+            settings.password_reset_url,
+        )
+        if resets.outbox is not None:
+            database.on_dispose.append(resets.close)
+        return cls(
+            database,
+            keys,
+            users,
+            tokens,
+            sessions,
+            Throttle(database, ThrottleLimits.from_settings(settings)),
+            TrustedProxies.parse(settings.trusted_proxies),
+            resets,
+        )
+
+    @property
+    def password_reset_enabled(self) -> bool:
+        """Whether `/auth/password-reset` exists: mail can be sent (or logged, in development)."""
+        return self.resets.outbox is not None
+
+    def client_of(self, peer: str | None, forwarded_for: list[str]) -> str:
+        """The client's address: the socket's peer, or what `TRUSTED_PROXIES` say it was."""
+        return client_address(peer, forwarded_for, self.proxies)
 
     @property
     def refresh_enabled(self) -> bool:
@@ -100,36 +195,163 @@ class AuthService:
         return (GrantType.PASSWORD, *refresh)
 
     def token(
-        self, content_type: str | None, body: bytes, grants: tuple[GrantType, ...]
+        self, content_type: str | None, body: bytes, grants: tuple[GrantType, ...], client: str
     ) -> TokenResponse:
         """The token endpoint (RFC 6749): parse the request, run its grant, and answer
         refusals as section 5.2 says. `grants` are those this path offers."""
-        try:
-            grant, data = parse_token_request(content_type, body, grants)
+        return self.grant(self.token_request(content_type, body, grants), client)
+
+    def token_request(
+        self, content_type: str | None, body: bytes, grants: tuple[GrantType, ...]
+    ) -> tuple[GrantType, dict[str, Any]]:
+        """Parse a token request (no I/O): its grant, and its parameters. Async callers look at
+        the grant to run a password grant where hashing waits its turn (`PasswordHasher`)."""
+        with _token_endpoint_errors():
+            return parse_token_request(content_type, body, grants)
+
+    def grant(self, request: tuple[GrantType, dict[str, Any]], client: str) -> TokenResponse:
+        """Run a parsed token request (`token_request`) for the client at address `client`."""
+        grant, data = request
+        with _token_endpoint_errors():
+            self.throttle.count_request(client)
             if grant is GrantType.PASSWORD:
-                return self.login(validate(LoginForm, data))
+                return self.login(validate(LoginForm, data), client)
             try:
                 return self.refresh(validate(RefreshRequest, data).refresh_token)
             except InvalidToken as exc:
                 security_event("token_refused", kind="refresh", reason=exc.code, detail=exc.detail)
                 raise
-        except ServiceError as exc:
-            if exc.oauth_error is None:
-                raise
-            raise TokenEndpointError(exc) from exc
 
-    def register(self, registration: Registration) -> UserOut:
-        """Create a user from a validated registration."""
-        return _user_out(self.users.register(registration.username, registration.password))
+    def register(self, body: bytes, client: str) -> UserOut:
+        """Create a user from a registration's JSON body."""
+        registration = validate(Registration, parse_json(body))
+        self.throttle.count_request(client)
+        user = self.users.register(registration.username, registration.password, registration.email)
+        security_event("user_registered", user_id=user.id)
+        return _user_out(user)
 
-    def login(self, form: LoginForm) -> TokenResponse:
-        """Check the credentials and start a session."""
-        user = self.users.authenticate(form.username, form.password)
+    def login(self, form: LoginForm, client: str) -> TokenResponse:
+        """Check the credentials and start a session. Guessing is throttled per account and
+        client before any hashing (`Throttle`)."""
+        account = form.username.lower()
+        self.throttle.check_login(account, client)
+        try:
+            user = self.users.authenticate(form.username, form.password)
+        except InvalidCredentials:
+            self.throttle.login_failed(account, client)
+            raise
+        self.throttle.login_succeeded(account, client)
         return _token_response(self.sessions.start(user.id))
 
     def refresh(self, refresh_token: str) -> TokenResponse:
         """Exchange a refresh token for new tokens."""
         return _token_response(self.sessions.refresh(refresh_token))
+
+    def change_password(self, claims: dict[str, Any], body: bytes, client: str) -> TokenResponse:
+        """Change the caller's password (confirmed by the current one), end every session of
+        theirs, this one included, and start a new one for the caller: its tokens are the
+        answer. A wrong current password counts as a failed login."""
+        change = validate(PasswordChange, parse_json(body))
+        user = self._confirmed(claims, change.current_password, client)
+        new_hash = self.users.new_password_hash(user, change.new_password)
+        with self.database.session() as db:
+            self.users.set_password_hash(db, user.id, new_hash)
+            self.sessions.end_everywhere(user.id, db)
+        security_event("password_changed", user_id=user.id)
+        return _token_response(self.sessions.start(user.id))
+
+    def logout_all(self, claims: dict[str, Any]) -> None:
+        """End every session of the caller, on every device: every token issued to them up
+        to now is refused from now on."""
+        user_id = _user_id(claims)
+        self.sessions.end_everywhere(user_id)
+        security_event("logout_everywhere", user_id=user_id)
+
+    def delete_account(self, claims: dict[str, Any], body: bytes, client: str) -> None:
+        """Delete the caller's account (confirmed by its password): every session ends, the
+        username and address are free again."""
+        confirmation = validate(PasswordConfirmation, parse_json(body))
+        user = self._confirmed(claims, confirmation.password, client)
+        with self.database.session() as db:
+            self.users.delete(db, user.id)
+            self.sessions.end_everywhere(user.id, db)
+        security_event("account_deleted", user_id=user.id)
+
+    def change_email(self, claims: dict[str, Any], body: bytes, client: str) -> UserOut:
+        """Set or remove the caller's e-mail address (confirmed by the password: the address
+        receives password resets, so a stolen access token alone must not change it)."""
+        change = validate(EmailChange, parse_json(body))
+        user = self._confirmed(claims, change.password, client)
+        profile = self.users.set_email(user.id, change.email)
+        security_event("email_changed", user_id=user.id)
+        return _user_out(profile)
+
+    def request_password_reset(self, body: bytes, client: str) -> None:
+        """Send a reset message to the account with this address, if there is one. The answer
+        is the same either way, and so is its timing: the lookup and the message happen after
+        the response (`PasswordResets.jobs`)."""
+        email = validate(PasswordResetRequest, parse_json(body)).email
+        self.throttle.count_request(client)
+        if self.resets.outbox is None:
+            raise NotFound("This service does not send password-reset messages.")
+        self.resets.jobs.submit(self._send_reset, email)
+
+    def confirm_password_reset(self, body: bytes, client: str) -> None:
+        """Set a new password with a reset token (once), and end every session of its user."""
+        confirmation = validate(PasswordResetConfirmation, parse_json(body))
+        self.throttle.count_request(client)
+        token_hash = _reset_hash(confirmation.token)
+        now = self.tokens.now()
+        with self.database.session() as db:
+            reset = db.get(PasswordReset, token_hash)
+            user = None if reset is None else db.get(User, reset.user_id)
+        if reset is None or user is None or reset.expires_at <= now:
+            security_event("password_reset_refused")
+            raise InvalidResetToken()
+        new_hash = self.users.new_password_hash(user, confirmation.new_password)
+        with self.database.session() as db:
+            # Single use: of concurrent confirmations with one token, one deletes it.
+            used = db.execute(
+                delete(PasswordReset).where(
+                    PasswordReset.token_hash == token_hash, PasswordReset.expires_at > now
+                )
+            ).rowcount
+            if used != 1:
+                raise InvalidResetToken()
+            self.users.set_password_hash(db, user.id, new_hash)
+            self.sessions.end_everywhere(user.id, db)
+        security_event("password_reset", user_id=user.id)
+
+    def _send_reset(self, email: str) -> None:
+        """The reset's work after the response: store a token's hash, queue the message."""
+        user = self.users.by_email(email)
+        if user is None or user.email is None or self.resets.outbox is None:
+            security_event("password_reset_requested", known=False)
+            return
+        token = secrets.token_urlsafe(32)
+        with self.database.session() as db:
+            db.add(
+                PasswordReset(
+                    token_hash=_reset_hash(token),
+                    user_id=user.id,
+                    expires_at=self.tokens.now() + self.resets.lifetime_seconds,
+                )
+            )
+        self.resets.outbox.submit(self.resets.message(user.email, user.username, token))
+        security_event("password_reset_requested", known=True, user_id=user.id)
+
+    def _confirmed(self, claims: dict[str, Any], password: str, client: str) -> User:
+        """The caller's user, once `password` proves it is theirs; guessing is throttled as
+        logins are (and counts toward the same limits)."""
+        self.throttle.count_request(client)
+        user = self.users.get(_user_id(claims))
+        self.throttle.check_login(user.username_key, client)
+        try:
+            self.users.check_password(user, password)
+        except WrongPassword:
+            self.throttle.login_failed(user.username_key, client)
+            raise
+        return user
 
     def logout(self, claims: dict[str, Any], body: bytes) -> LogoutReport | None:
         """End the session of an authenticated access token (`claims`), then that of the
@@ -175,7 +397,7 @@ class AuthService:
         """Return `claims` if neither the token nor its login is revoked: from memory, or one
         database read (see `revocations_in_memory`)."""
         with _refusals_logged():
-            if self.sessions.is_revoked(claims["jti"], claims.get("sid")):
+            if self.sessions.is_revoked(claims):
                 raise RevokedToken()
         return claims
 
@@ -188,11 +410,11 @@ class AuthService:
         (the revocations from memory, or in the same read)."""
         with _refusals_logged():
             if self.sessions.revocations_known:
-                if self.sessions.is_revoked(claims["jti"], claims.get("sid")):
+                if self.sessions.is_revoked(claims):
                     raise RevokedToken()
-                user = self.users.by_subject(claims["sub"])
+                user = self.users.by_subject(claims, check_revoked=False)
             else:
-                user = self.users.by_subject(claims["sub"], claims["jti"], claims.get("sid"))
+                user = self.users.by_subject(claims)
         return _user_out(user)
 
     def ready(self) -> dict[str, str]:
@@ -235,6 +457,32 @@ def _live_revocations(database: Database, policy: TokenPolicy) -> Revocations | 
 
 
 @contextmanager
+def _token_endpoint_errors() -> Iterator[None]:
+    """Answer the token endpoint's refusals as RFC 6749 section 5.2 says (errors that are not
+    OAuth2's, such as 429 and 503, keep the service's envelope)."""
+    try:
+        yield
+    except ServiceError as exc:
+        if exc.oauth_error is None:
+            raise
+        raise TokenEndpointError(exc) from exc
+
+
+def _user_id(claims: dict[str, Any]) -> uuid.UUID:
+    """The user id of verified claims (the service signed them: `sub` is a user id)."""
+    try:
+        return uuid.UUID(claims["sub"])
+    except ValueError as exc:
+        raise UnknownUser() from exc
+
+
+def _reset_hash(token: str) -> str:
+    """What is stored of a reset token: its SHA-256 (the token has 256 random bits, so a fast
+    hash is enough; a leaked table holds no usable link)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@contextmanager
 def _refusals_logged() -> Iterator[None]:
     """Log a refused access token as a security event (its reason, never the token)."""
     try:
@@ -249,7 +497,7 @@ def _logout_report(error: ServiceError) -> LogoutReport:
 
 
 def _user_out(user: User | Profile) -> UserOut:
-    return UserOut(id=str(user.id), username=user.username)
+    return UserOut(id=str(user.id), username=user.username, email=user.email)
 
 
 def _token_response(tokens: Tokens) -> TokenResponse:

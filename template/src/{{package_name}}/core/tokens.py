@@ -215,10 +215,17 @@ class TokenService:
         return self._issue(TokenType.ACCESS, subject, session_id, not_after)
 
     def issue_refresh(
-        self, subject: str, session_id: str, not_after: int | None = None
+        self,
+        subject: str,
+        session_id: str,
+        not_after: int | None = None,
+        *,
+        issued_at: int | None = None,
+        jti: str | None = None,
     ) -> IssuedToken:
-        """Sign a refresh token; it never outlives `not_after` (the session's absolute end)."""
-        return self._issue(TokenType.REFRESH, subject, session_id, not_after)
+        """Sign a refresh token; it never outlives `not_after` (the session's absolute end).
+        `issued_at` and `jti` re-create a token issued before (the rotation's grace period)."""
+        return self._issue(TokenType.REFRESH, subject, session_id, not_after, issued_at, jti)
 
     def verify_access(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise an `InvalidToken`.
@@ -251,6 +258,10 @@ class TokenService:
         """The current time in whole seconds, by this service's clock."""
         return int(self._clock())
 
+    def clock(self) -> float:
+        """The current time, by this service's clock."""
+        return self._clock()
+
     def session_horizon(self) -> int:
         """A time by which every token of a session started now or earlier has expired."""
         return self.now() + sum(self._lifetimes.values())
@@ -261,12 +272,14 @@ class TokenService:
         subject: str,
         session_id: str | None,
         not_after: int | None = None,
+        issued_at: int | None = None,
+        jti: str | None = None,
     ) -> IssuedToken:
-        now = self.now()
+        now = self.now() if issued_at is None else issued_at
         expires = now + self._lifetimes[token_type]
         if not_after is not None:
             expires = min(expires, not_after)
-        jti = uuid.uuid4().hex
+        jti = jti or uuid.uuid4().hex
         claims = {
             "iss": self._policy.issuer,
             "aud": self._policy.audience_of(token_type),
@@ -285,7 +298,8 @@ class TokenService:
             algorithm=keys.algorithm,
             headers={"kid": keys.kid, "typ": token_type.typ},
         )
-        return IssuedToken(token=token, jti=jti, expires_in=expires - now, expires_at=expires)
+        remaining = expires - (now if issued_at is None else self.now())
+        return IssuedToken(token=token, jti=jti, expires_in=remaining, expires_at=expires)
 
     def _check_times(self, claims: dict[str, Any]) -> None:
         """Expiry, not-before and issued-at, by this service's clock, as PyJWT checks them."""

@@ -1,16 +1,29 @@
-"""Registering users, checking their passwords and looking them up."""
+"""Registering users, checking their passwords, looking them up and changing them."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from .db import REVOKED, Database, User, revocation_parameters
-from .errors import InvalidCredentials, RevokedToken, UnknownUser, UsernameTaken
+from .db import REVOKED, Database, PasswordReset, RefreshToken, User, revocation_parameters
+from .errors import (
+    AccountDisabled,
+    EmailTaken,
+    InvalidCredentials,
+    RevokedToken,
+    UnknownUser,
+    UsernameTaken,
+    WrongPassword,
+)
 from .events import security_event
+from .password_policy import PasswordPolicy
 from .passwords import PasswordHasher
 
 
@@ -20,65 +33,167 @@ class Profile:
 
     id: uuid.UUID
     username: str
+    email: str | None = None
 
 
 class UserService:
-    """The user store: usernames are unique ignoring case; passwords are never stored."""
+    """The user store: usernames and e-mail addresses are unique ignoring case; passwords are
+    never stored, only their Argon2id hashes."""
 
-    def __init__(self, database: Database, hasher: PasswordHasher) -> None:
+    def __init__(
+        self, database: Database, hasher: PasswordHasher, policy: PasswordPolicy | None = None
+    ) -> None:
         self._database = database
-        self._hasher = hasher
-        # The user's name and whether the token (or its login) is revoked, in one read.
+        self.hasher = hasher
+        self.policy = policy or PasswordPolicy(min_strength=0)
+        # The user's name and address and whether the token is revoked, in one read.
         self._profile = database.prepare(
-            select(User.username, REVOKED.exists()).where(User.id == bindparam("user_id"))
+            select(User.username, User.email, REVOKED.exists()).where(
+                User.id == bindparam("user_id")
+            )
         )
 
-    def register(self, username: str, password: str) -> User:
-        """Create a user, or raise `UsernameTaken`; the database decides races."""
+    def register(self, username: str, password: str, email: str | None = None) -> User:
+        """Create a user, or raise `UsernameTaken` / `EmailTaken` (the database decides races)
+        or `WeakPassword`."""
+        self.policy.check(password, username=username, email=email)
         user = User(
             username=username,
             username_key=username.lower(),
-            password_hash=self._hasher.hash(password),
+            password_hash=self.hasher.hash(password),
+            email=email,
+            email_key=email.lower() if email else None,
         )
         try:
             with self._database.session() as session:
                 session.add(user)
         except IntegrityError as exc:
-            raise UsernameTaken() from exc
+            raise self._taken(username, email) from exc
         return user
 
     def authenticate(self, username: str, password: str) -> User:
-        """Return the user with these credentials, or raise `InvalidCredentials`.
+        """Return the user with these credentials, or raise `InvalidCredentials` (or
+        `AccountDisabled`, only once the password is right). A hash made with other Argon2
+        settings than today's is replaced by one with today's.
 
         Unknown usernames cost one dummy verification, so timing does not reveal them.
         """
         with self._database.session() as session:
             user = session.scalar(select(User).where(User.username_key == username.lower()))
         if user is None:
-            self._hasher.verify_unknown_user(password)
+            self.hasher.verify_unknown_user(password)
             security_event("login_failed", reason="unknown_user")
             raise InvalidCredentials()
-        if not self._hasher.verify(password, user.password_hash):
+        verified = self.hasher.verify(password, user.password_hash)
+        if not verified.ok:
             security_event("login_failed", reason="wrong_password", user_id=user.id)
             raise InvalidCredentials()
+        if user.disabled_at is not None:
+            security_event("login_failed", reason="disabled", user_id=user.id)
+            raise AccountDisabled()
+        if verified.new_hash is not None:
+            self._rehash(user, verified.new_hash)
         security_event("login_succeeded", user_id=user.id)
         return user
 
-    def by_subject(
-        self, subject: str, token_id: str | None = None, session_id: str | None = None
-    ) -> Profile:
-        """Return the user a token's `sub` names, or raise `UnknownUser`; with the token's `jti`
-        (and session id), raise `RevokedToken` if either is revoked. One read for both."""
+    def get(self, user_id: uuid.UUID) -> User:
+        """The user with this id, or raise `UnknownUser` (deleted since the token was issued)."""
+        with self._database.session() as session:
+            user = session.get(User, user_id)
+        if user is None:
+            raise UnknownUser()
+        return user
+
+    def check_password(self, user: User, password: str) -> None:
+        """Raise `WrongPassword` unless `password` is the user's (a request that changes the
+        account confirms itself so)."""
+        if not self.hasher.verify(password, user.password_hash).ok:
+            security_event("password_confirmation_failed", user_id=user.id)
+            raise WrongPassword()
+
+    def new_password_hash(self, user: User, password: str) -> str:
+        """The hash of a new password for `user`, once the policy accepts it."""
+        self.policy.check(password, username=user.username, email=user.email)
+        return self.hasher.hash(password)
+
+    def set_password_hash(self, db: Session, user_id: uuid.UUID, password_hash: str) -> None:
+        """Store a new password hash (in the caller's transaction); outstanding reset links die."""
+        db.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+        db.execute(delete(PasswordReset).where(PasswordReset.user_id == user_id))
+
+    def delete(self, db: Session, user_id: uuid.UUID) -> None:
+        """Delete a user and what the database holds for them (in the caller's transaction);
+        their name and address are free again."""
+        db.execute(delete(RefreshToken).where(RefreshToken.user_id == user_id))
+        db.execute(delete(PasswordReset).where(PasswordReset.user_id == user_id))
+        db.execute(delete(User).where(User.id == user_id))
+
+    def set_email(self, user_id: uuid.UUID, email: str | None) -> Profile:
+        """Change (or, with None, remove) the user's address, or raise `EmailTaken`."""
         try:
-            user_id = uuid.UUID(subject)
+            with self._database.session() as session:
+                user = session.get(User, user_id)
+                if user is None:
+                    raise UnknownUser()
+                user.email, user.email_key = email, email.lower() if email else None
+        except IntegrityError as exc:
+            raise EmailTaken() from exc
+        return Profile(id=user.id, username=user.username, email=user.email)
+
+    def by_email(self, email: str) -> User | None:
+        """The enabled user with this address (ignoring case), if any."""
+        with self._database.session() as session:
+            return session.scalar(
+                select(User).where(User.email_key == email.lower(), User.disabled_at.is_(None))
+            )
+
+    def by_username(self, username: str) -> User | None:
+        """The user with this name (ignoring case), if any."""
+        with self._database.session() as session:
+            return session.scalar(select(User).where(User.username_key == username.lower()))
+
+    def set_disabled(self, user_id: uuid.UUID, disabled: bool) -> None:
+        """Disable or enable a user (the caller also cuts their tokens off)."""
+        with self._database.session() as session:
+            session.execute(
+                update(User)
+                .where(User.id == user_id)
+                .values(disabled_at=datetime.now(UTC) if disabled else None)
+            )
+
+    def by_subject(self, claims: Mapping[str, Any], check_revoked: bool = True) -> Profile:
+        """Return the user a token's `sub` names, or raise `UnknownUser`; unless told not to
+        (the caller checked in memory), raise `RevokedToken` if the token is revoked. One
+        read for both."""
+        try:
+            user_id = uuid.UUID(claims["sub"])
         except ValueError as exc:
             raise UnknownUser() from exc
-        row = self._profile.first(
-            {"user_id": user_id, **revocation_parameters(token_id, session_id)}
-        )
+        parameters = revocation_parameters(claims) if check_revoked else _NOTHING_REVOKED
+        row = self._profile.first({**parameters, "user_id": user_id})
         if row is None:
             raise UnknownUser()
-        username, revoked = row
+        username, email, revoked = row
         if revoked:
             raise RevokedToken()
-        return Profile(id=user_id, username=username)
+        return Profile(id=user_id, username=username, email=email)
+
+    def _rehash(self, user: User, new_hash: str) -> None:
+        """Replace a hash made with other settings; a concurrent change of password wins."""
+        with self._database.session() as session:
+            session.execute(
+                update(User)
+                .where(User.id == user.id, User.password_hash == user.password_hash)
+                .values(password_hash=new_hash)
+            )
+        security_event("password_rehashed", user_id=user.id)
+
+    def _taken(self, username: str, email: str | None) -> UsernameTaken | EmailTaken:
+        """Which unique value a failed insert collided with."""
+        if email is not None and self.by_username(username) is None:
+            return EmailTaken()
+        return UsernameTaken()
+
+
+#: `REVOKED`'s parameters that match nothing: the revocation was checked elsewhere.
+_NOTHING_REVOKED = {"token_id": "", "session_id": "", "user_key": "", "issued_at": 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -33,6 +33,8 @@ def create_app(settings: Settings) -> FastAPI:
         # As many threads for blocking work (database reads, password hashing) as database
         # connections: a thread more could only wait for a connection.
         to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
+        # Password hashing has threads of its own (`deps.hashing`).
+        _app.state.hashing = CapacityLimiter(service.users.hasher.capacity)
         yield
         service.database.dispose()
 
@@ -63,6 +65,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     if service.refresh_enabled:
         app.include_router(auth.refresh_router)
+    if service.password_reset_enabled:
+        app.include_router(auth.reset_router)
     app.include_router(users.router)
     app.include_router(jwks.router)
     app.include_router(custom.router)

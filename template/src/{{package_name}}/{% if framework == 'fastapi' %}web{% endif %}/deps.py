@@ -11,13 +11,17 @@ OpenAPI, so Swagger UI's Authorize button logs in at /auth/login.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Annotated, Any, TypeVar
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
-from ..core.schemas import UserOut
+from ..core.schemas import ErrorOut, UserOut
 from ..core.service import AuthService
 from ..core.tokens import bearer_token
 
@@ -58,5 +62,34 @@ class _CurrentUser(_Bearer):
         return await run_in_threadpool(auth.user_of, claims)
 
 
+async def client_address(request: Request) -> str:
+    """The client's address: the socket's peer, or what `TRUSTED_PROXIES` say it was."""
+    auth: AuthService = request.app.state.auth
+    peer = request.client.host if request.client else None
+    return auth.client_of(peer, request.headers.getlist("X-Forwarded-For"))
+
+
+R = TypeVar("R")
+
+
+async def hashing(request: Request, function: Callable[..., R], *args: Any) -> R:
+    """Run `function(*args)`, which hashes a password, in threads of its own: logins waiting
+    for Argon2 never hold up requests that do not hash (they keep the default thread pool),
+    and when `ARGON2_MAX_WAITING` are already waiting, the next is refused at once (503)."""
+    auth: AuthService = request.app.state.auth
+    hasher = auth.users.hasher
+    limiter = getattr(request.app.state, "hashing", None)
+    if limiter is None:
+        limiter = request.app.state.hashing = CapacityLimiter(hasher.capacity)
+    with hasher.admitted():
+        return await to_thread.run_sync(functools.partial(function, *args), limiter=limiter)
+
+
+def errors(*statuses: HTTPStatus) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of a route's errors, in the service's envelope."""
+    return {int(s): {"model": ErrorOut, "description": s.phrase} for s in statuses}
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
 AccessClaims = Annotated[dict[str, Any], Depends(_AccessClaims())]
 CurrentUser = Annotated[UserOut, Depends(_CurrentUser())]

@@ -52,6 +52,8 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(auth.bp)
     if service.refresh_enabled:
         app.register_blueprint(auth.refresh_bp)
+    if service.password_reset_enabled:
+        app.register_blueprint(auth.reset_bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(jwks.bp)
     app.register_blueprint(custom.bp)

@@ -1,4 +1,5 @@
-"""What views need: the auth service and the `login_required` / `token_required` decorators."""
+"""What views need: the auth service, the `login_required` / `token_required` /
+`hashes_password` decorators, the request's body and client address."""
 
 from __future__ import annotations
 
@@ -42,6 +43,24 @@ def token_required(view: Callable[P, R]) -> Callable[P, R]:
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def hashes_password(view: Callable[P, R]) -> Callable[P, R]:
+    """For views that hash a password: when `ARGON2_MAX_WAITING` requests already wait for a
+    hashing slot in this process, answer 503 at once instead of queueing one more."""
+
+    @functools.wraps(view)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        with auth_service().users.hasher.admitted():
+            return view(*args, **kwargs)
+
+    return wrapped
+
+
+def client_address() -> str:
+    """The client's address: the socket's peer, or what `TRUSTED_PROXIES` say it was."""
+    peer = request.environ.get("REMOTE_ADDR")
+    return auth_service().client_of(peer, request.headers.getlist("X-Forwarded-For"))
 
 
 def request_body() -> bytes:

@@ -1,4 +1,5 @@
-"""Registration, the token endpoint (login, refresh) and logout."""
+"""Registration, the token endpoint (login, refresh), logout, and the password's life:
+change, reset by e-mail, logout everywhere."""
 
 from __future__ import annotations
 
@@ -7,34 +8,45 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 
 from ...core.errors import NO_STORE
-from ...core.schemas import GrantType, Registration, TokenResponse, parse_json, validate
-from ..deps import auth_service, request_body, token_required
+from ...core.schemas import GrantType, TokenResponse
+from ..deps import auth_service, client_address, hashes_password, request_body, token_required
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 # Registered only when a refresh strategy is on; otherwise /auth/refresh is a 404.
 refresh_bp = Blueprint("refresh", __name__, url_prefix="/auth")
+# Registered only when the service can send mail (SMTP_HOST, or the log in development).
+reset_bp = Blueprint("password_reset", __name__, url_prefix="/auth")
 
 
 @bp.post("/register")
+@hashes_password
 def register() -> tuple[dict[str, Any], int]:
-    """Create a user."""
-    registration = validate(Registration, parse_json(request_body()))
-    return auth_service().register(registration).model_dump(), 201
+    """Create a user (`email` is optional: it is where password resets go). The password must
+    not be easy to guess (422 `weak_password` says why)."""
+    return auth_service().register(request_body(), client_address()).model_dump(), 201
 
 
 @bp.post("/login")
+@hashes_password
 def login() -> tuple[dict[str, Any], dict[str, str]]:
     """The OAuth2 token endpoint: a username and password (`grant_type=password`), or a refresh
-    token (`grant_type=refresh_token`, with a refresh strategy), for tokens."""
+    token (`grant_type=refresh_token`, with a refresh strategy), for tokens. Repeated failed
+    logins wait longer and longer (429 with `Retry-After`)."""
     auth = auth_service()
-    return _token_response(auth.token(request.content_type, request_body(), auth.login_grants))
+    grants = auth.login_grants
+    return _token_response(
+        auth.token(request.content_type, request_body(), grants, client_address())
+    )
 
 
 @refresh_bp.post("/refresh")
 def refresh() -> tuple[dict[str, Any], dict[str, str]]:
     """Exchange a refresh token for new tokens: JSON `{"refresh_token"}`, or RFC 6749's form."""
     grants = (GrantType.REFRESH_TOKEN,)
-    return _token_response(auth_service().token(request.content_type, request_body(), grants))
+    auth = auth_service()
+    return _token_response(
+        auth.token(request.content_type, request_body(), grants, client_address())
+    )
 
 
 @bp.post("/logout")
@@ -47,6 +59,42 @@ def logout() -> Response | tuple[str, int]:
     if report is None:
         return "", 204
     return Response(report.model_dump_json(), 200, mimetype="application/json")
+
+
+@bp.post("/logout-all")
+@token_required
+def logout_all() -> tuple[str, int]:
+    """End every session of the user, on every device: every token issued to them so far is
+    refused from now on."""
+    auth_service().logout_all(g.claims)
+    return "", 204
+
+
+@bp.post("/password")
+@token_required
+@hashes_password
+def change_password() -> tuple[dict[str, Any], dict[str, str]]:
+    """Change the password (403 `wrong_password` if `current_password` is not it). Every
+    session of the user ends, this one too; the answer is a new login's tokens."""
+    tokens = auth_service().change_password(g.claims, request_body(), client_address())
+    return _token_response(tokens)
+
+
+@reset_bp.post("/password-reset")
+def request_password_reset() -> tuple[str, int]:
+    """Send a password-reset message to the account with this address, if there is one. The
+    answer (202) is the same either way."""
+    auth_service().request_password_reset(request_body(), client_address())
+    return "", 202
+
+
+@reset_bp.post("/password-reset/confirm")
+@hashes_password
+def confirm_password_reset() -> tuple[str, int]:
+    """Set a new password with the token from a reset message (once; 400
+    `invalid_reset_token` if it is unknown, used or expired). Every session of the user ends."""
+    auth_service().confirm_password_reset(request_body(), client_address())
+    return "", 204
 
 
 def _token_response(tokens: TokenResponse) -> tuple[dict[str, Any], dict[str, str]]:

@@ -1,4 +1,4 @@
-"""The signed-in user's own resource."""
+"""The signed-in user's own resource: read it, change its e-mail address, delete it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from typing import Any
 from flask import Blueprint, g
 
 from ...core.errors import NO_STORE
-from ..deps import login_required
+from ..deps import (
+    auth_service,
+    client_address,
+    hashes_password,
+    login_required,
+    request_body,
+    token_required,
+)
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -17,3 +24,23 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 def read_me() -> tuple[dict[str, Any], dict[str, str]]:
     """Return the user the access token belongs to (never cached: it is personal data)."""
     return g.user.model_dump(), NO_STORE
+
+
+@bp.put("/me/email")
+@token_required
+@hashes_password
+def change_email() -> tuple[dict[str, Any], dict[str, str]]:
+    """Set the address password resets go to (`null` removes it), confirmed by the password:
+    409 `email_taken` if another account has it."""
+    user = auth_service().change_email(g.claims, request_body(), client_address())
+    return user.model_dump(), NO_STORE
+
+
+@bp.delete("/me")
+@token_required
+@hashes_password
+def delete_me() -> tuple[str, int]:
+    """Delete the account, confirmed by its password: every session ends, and the username
+    and address can be registered again."""
+    auth_service().delete_account(g.claims, request_body(), client_address())
+    return "", 204

@@ -136,9 +136,16 @@ def matrix() -> list[Any]:
     return variants(ALGORITHMS, STRATEGIES)
 
 
-#: For live servers in development: cheap Argon2id, as the rendered suites use. The HTTP
-#: behaviour is the same; the benchmark measures the production parameters.
-CHEAP_HASHING = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024"}
+#: For live servers in development: cheap Argon2id, as the rendered suites use (the HTTP
+#: behaviour is the same; the benchmark measures the production parameters), and throttling
+#: far above what a test run sends from its one address (tests/test_lifecycle.py checks the
+#: throttling with the defaults).
+TEST_SERVER_SETTINGS = {
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_KIB": "1024",
+    "THROTTLE_CLIENT_PER_MINUTE": "1000000",
+    "THROTTLE_FREE_FAILURES": "1000",
+}
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ def live_server(render, tmp_path_factory) -> Iterator[Any]:
                 "PYTHONPATH": str(project.path / "src"),
                 "DATABASE_URL": f"sqlite:///{state / 'live.db'}",
                 "JWT_KEYS_DIR": str(state / "keys"),
-                **CHEAP_HASHING,
+                **TEST_SERVER_SETTINGS,
             }
             running = stack.enter_context(
                 server_process(project.path, project.framework, project.package, PYTHON, env=env)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import CHEAP_HASHING, FRAMEWORKS, PYTHON, STRATEGIES
+from conftest import TEST_SERVER_SETTINGS, FRAMEWORKS, PYTHON, STRATEGIES
 from liveserver import running_server
 
 PASSWORD = "correct horse battery"
@@ -33,7 +33,7 @@ def server(request, render, tmp_path, database_url) -> Iterator[tuple[str, str]]
         "PYTHONPATH": str(project.path / "src"),
         "DATABASE_URL": database_url,
         "JWT_KEYS_DIR": str(tmp_path / "keys"),
-        **CHEAP_HASHING,
+        **TEST_SERVER_SETTINGS,
     }
     with running_server(project.path, framework, project.package, PYTHON, env=env) as url:
         yield url, strategy

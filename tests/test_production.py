@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import jwt
 import pytest
-from conftest import CHEAP_HASHING, FRAMEWORKS, PYTHON
+from conftest import TEST_SERVER_SETTINGS, FRAMEWORKS, PYTHON
 from faultproxy import FaultProxy
 from hostile import (
     probe_latencies,
@@ -78,7 +78,7 @@ def proxied(
             "DATABASE_URL": through(proxy, postgres_schema),
             "JWT_KEYS_DIR": str(tmp_path / "keys"),
             **TIMEOUTS,
-            **CHEAP_HASHING,
+            **TEST_SERVER_SETTINGS,
         }
         with server_process(
             project.path, project.framework, project.package, PYTHON, env=env
@@ -255,7 +255,7 @@ def server(request, render, tmp_path, database_url) -> Iterator[tuple[str, Path]
         "PYTHONPATH": str(project.path / "src"),
         "DATABASE_URL": database_url,
         "JWT_KEYS_DIR": str(tmp_path / "keys"),
-        **CHEAP_HASHING,
+        **TEST_SERVER_SETTINGS,
     }
     with server_process(project.path, project.framework, project.package, PYTHON, env=env) as run:
         yield run.url, tmp_path / "keys"

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from conftest import CHEAP_HASHING, FRAMEWORKS, PYTHON
+from conftest import TEST_SERVER_SETTINGS, FRAMEWORKS, PYTHON
 from liveserver import RunningServer, server_process
 
 PASSWORD = "correct horse battery"
@@ -50,7 +50,7 @@ def instances(request, render, tmp_path, postgres_schema) -> Iterator[Any]:
         "PYTHONPATH": str(project.path / "src"),
         "DATABASE_URL": postgres_schema,
         "JWT_KEYS_DIR": str(tmp_path / "keys"),  # one key ring: every instance verifies
-        **CHEAP_HASHING,
+        **TEST_SERVER_SETTINGS,
     }
     with ExitStack() as stack:
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import CHEAP_HASHING, PYTHON, ROOT, Project
+from conftest import TEST_SERVER_SETTINGS, PYTHON, ROOT, Project
 from liveserver import running_server
 from test_update import copier, files_with_conflicts, git
 
@@ -66,7 +66,7 @@ def serve(project: Path, answers: dict, database_url: str):
         "PYTHONPATH": str(project / "src"),
         "DATABASE_URL": database_url,
         "ENVIRONMENT": "development",
-        **CHEAP_HASHING,
+        **TEST_SERVER_SETTINGS,
     }
     return running_server(project, answers["framework"], answers["package_name"], PYTHON, env)
 

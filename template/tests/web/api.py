@@ -11,11 +11,13 @@ PASSWORD = "correct horse battery"
 
 @dataclass(frozen=True)
 class Reply:
-    """What a test asserts on: status, parsed JSON body (None if empty) and headers."""
+    """What a test asserts on: status, parsed JSON body (None if empty or not JSON), headers,
+    and the body as text."""
 
     status: int
     body: Any
     headers: Mapping[str, str]
+    text: str = ""
 
 
 class Api:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete
 
 from ..settings import Settings
-from . import schema
+from . import openapi, schema
 from .clients import TrustedProxies, client_address
 from .db import Database, DatabaseLimits, PasswordReset, User
 from .errors import (
@@ -40,6 +40,7 @@ from .jobs import Background
 from .keyring import load_keys
 from .keys import is_hmac
 from .mail import Message, Outbox, outbox_of
+from .openapi import Features
 from .password_policy import PasswordPolicy
 from .passwords import Argon2Parameters, PasswordHasher
 from .refresh import Sessions, Strategy, Tokens
@@ -177,6 +178,15 @@ class AuthService:
     def password_reset_enabled(self) -> bool:
         """Whether `/auth/password-reset` exists: mail can be sent (or logged, in development)."""
         return self.resets.outbox is not None
+
+    def openapi(self, title: str, version: str) -> dict[str, Any]:
+        """The OpenAPI description of the routes this service offers (`openapi`)."""
+        features = Features(
+            refresh=self.refresh_enabled,
+            password_reset=self.password_reset_enabled,
+            jwks=not is_hmac(self.keys.current().algorithm),
+        )
+        return openapi.document(features, title, version)
 
     def client_of(self, peer: str | None, forwarded_for: list[str]) -> str:
         """The client's address: the socket's peer, or what `TRUSTED_PROXIES` say it was."""

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
-from .. import TITLE
+from .. import TITLE, version
 from ..core import events
 from ..core.cors import CorsPolicy
 from ..core.service import AuthService
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         docs_paths = ()
     app.state.auth = service
+    app.openapi = functools.partial(_openapi, app, service)  # type: ignore[method-assign]
     register_error_handlers(app)
     app.add_middleware(
         Guard,
@@ -71,3 +75,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jwks.router)
     app.include_router(custom.router)
     return app
+
+
+def _openapi(app: FastAPI, service: AuthService) -> dict[str, Any]:
+    """The contract's description, built by the core as for Flask (`core.openapi`), with your
+    routes (`routes/custom.py`) as FastAPI describes them."""
+    if app.openapi_schema is None:
+        document = service.openapi(TITLE, version())
+        own = get_openapi(title=TITLE, version=version(), routes=custom.router.routes)
+        for path, operations in own["paths"].items():
+            document["paths"].setdefault(path, operations)
+        schemas = document["components"]["schemas"]
+        for name, schema in own.get("components", {}).get("schemas", {}).items():
+            schemas.setdefault(name, schema)
+        app.openapi_schema = document
+    return app.openapi_schema

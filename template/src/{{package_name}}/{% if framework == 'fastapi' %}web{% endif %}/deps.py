@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
 from anyio import CapacityLimiter, to_thread
@@ -21,12 +20,10 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
-from ..core.schemas import ErrorOut, UserOut
+from ..core.openapi import LOGIN_PATH, SCHEME
+from ..core.schemas import UserOut
 from ..core.service import AuthService
 from ..core.tokens import bearer_token
-
-LOGIN_PATH = "/auth/login"
-SCHEME = "OAuth2PasswordBearer"
 
 
 async def get_auth(request: Request) -> AuthService:
@@ -83,11 +80,6 @@ async def hashing(request: Request, function: Callable[..., R], *args: Any) -> R
         limiter = request.app.state.hashing = CapacityLimiter(hasher.capacity)
     with hasher.admitted():
         return await to_thread.run_sync(functools.partial(function, *args), limiter=limiter)
-
-
-def errors(*statuses: HTTPStatus) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI `responses` of a route's errors, in the service's envelope."""
-    return {int(s): {"model": ErrorOut, "description": s.phrase} for s in statuses}
 
 
 ClientAddress = Annotated[str, Depends(client_address)]

@@ -11,7 +11,7 @@ from ..core.headers import security_headers
 from ..core.service import AuthService
 from ..settings import Settings
 from .errors import register_error_handlers
-from .routes import auth, custom, health, jwks, users
+from .routes import auth, custom, docs, health, jwks, users
 
 
 def create_app(settings: Settings) -> Flask:
@@ -23,7 +23,9 @@ def create_app(settings: Settings) -> Flask:
     events.configure()
     app.extensions["auth"] = service
     register_error_handlers(app)
-    headers = security_headers(docs_page=False, production=settings.environment != "development")
+    production = settings.environment != "development"
+    headers = security_headers(docs_page=False, production=production)
+    docs_headers = security_headers(docs_page=True, production=production)
     cors = CorsPolicy.from_setting(settings.cors_allowed_origins)
 
     @app.before_request
@@ -40,7 +42,8 @@ def create_app(settings: Settings) -> Flask:
 
     @app.after_request
     def add_headers(response: Response) -> Response:
-        for name, value in headers.items():
+        page = request.path.startswith((docs.DOCS_PATH, docs.ASSETS_PATH))
+        for name, value in (docs_headers if page else headers).items():
             response.headers.setdefault(name, value)
         if "Access-Control-Request-Method" not in request.headers:  # a preflight has its own
             origin = request.headers.get("Origin")
@@ -57,4 +60,6 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(users.bp)
     app.register_blueprint(jwks.bp)
     app.register_blueprint(custom.bp)
+    if settings.docs_enabled:
+        app.register_blueprint(docs.bp)
     return app

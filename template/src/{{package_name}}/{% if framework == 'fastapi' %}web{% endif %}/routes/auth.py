@@ -3,26 +3,12 @@ change, reset by e-mail, logout everywhere."""
 
 from __future__ import annotations
 
-from http import HTTPStatus
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 
 from ...core.errors import NO_STORE
-from ...core.schemas import (
-    FORM,
-    GrantType,
-    LogoutReport,
-    PasswordChange,
-    PasswordResetConfirmation,
-    PasswordResetRequest,
-    Registration,
-    TokenResponse,
-    UserOut,
-)
-from ..deps import AccessClaims, AuthDep, ClientAddress, errors, hashing
+from ...core.schemas import GrantType, TokenResponse, UserOut
+from ..deps import AccessClaims, AuthDep, ClientAddress, hashing
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 # Mounted only when a refresh strategy is on; otherwise /auth/refresh is a 404.
@@ -30,54 +16,13 @@ refresh_router = APIRouter(prefix="/auth", tags=["auth"])
 # Mounted only when the service can send mail (SMTP_HOST, or the log in development).
 reset_router = APIRouter(prefix="/auth", tags=["auth"])
 
-BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, CONFLICT, UNPROCESSABLE, THROTTLED, UNAVAILABLE = (
-    HTTPStatus.BAD_REQUEST,
-    HTTPStatus.UNAUTHORIZED,
-    HTTPStatus.FORBIDDEN,
-    HTTPStatus.CONFLICT,
-    HTTPStatus.UNPROCESSABLE_ENTITY,
-    HTTPStatus.TOO_MANY_REQUESTS,
-    HTTPStatus.SERVICE_UNAVAILABLE,
-)
-
-
-def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI request body of a route that reads `model` as JSON itself."""
-    content = {"application/json": {"schema": model.model_json_schema()}}
-    return {"requestBody": {"required": True, "content": content}}
-
-
-def _token_body(*grants: GrantType) -> dict[str, Any]:
-    """The OpenAPI request body of a token endpoint that offers `grants` (RFC 6749): a form
-    with `grant_type`, or JSON where `grant_type` may be left out."""
-    fields = {
-        GrantType.PASSWORD: {"username": {"type": "string"}, "password": {"type": "string"}},
-        GrantType.REFRESH_TOKEN: {"refresh_token": {"type": "string"}},
-    }
-
-    def schema(is_form: bool) -> dict[str, Any]:
-        variants = [
-            {
-                "type": "object",
-                "required": (["grant_type"] if is_form else []) + list(fields[grant]),
-                "properties": {
-                    "grant_type": {"type": "string", "enum": [grant.value]},
-                    **fields[grant],
-                },
-            }
-            for grant in grants
-        ]
-        return variants[0] if len(variants) == 1 else {"oneOf": variants}
-
-    content = {FORM: {"schema": schema(True)}, "application/json": {"schema": schema(False)}}
-    return {"requestBody": {"required": True, "content": content}}
+# The routes' request bodies, answers and errors are described in `core.openapi`, for both
+# frameworks; FastAPI's own description of them is replaced by it (`app._openapi`).
 
 
 @router.post(
     "/register",
     status_code=201,
-    openapi_extra=json_body(Registration),
-    responses=errors(CONFLICT, UNPROCESSABLE, THROTTLED, UNAVAILABLE),
 )
 async def register(request: Request, auth: AuthDep, client: ClientAddress) -> UserOut:
     """Create a user (`email` is optional: it is where password resets go). The password must
@@ -87,9 +32,7 @@ async def register(request: Request, auth: AuthDep, client: ClientAddress) -> Us
 
 @router.post(
     "/login",
-    openapi_extra=_token_body(GrantType.PASSWORD, GrantType.REFRESH_TOKEN),
     response_model_exclude_none=True,
-    responses=errors(BAD_REQUEST, FORBIDDEN, THROTTLED, UNAVAILABLE),
 )
 async def login(
     request: Request, response: Response, auth: AuthDep, client: ClientAddress
@@ -110,9 +53,7 @@ async def login(
 
 @refresh_router.post(
     "/refresh",
-    openapi_extra=_token_body(GrantType.REFRESH_TOKEN),
     response_model_exclude_none=True,
-    responses=errors(BAD_REQUEST, THROTTLED, UNAVAILABLE),
 )
 async def refresh(
     request: Request, response: Response, auth: AuthDep, client: ClientAddress
@@ -127,9 +68,7 @@ async def refresh(
 
 @router.post(
     "/password",
-    openapi_extra=json_body(PasswordChange),
     response_model_exclude_none=True,
-    responses=errors(UNAUTHORIZED, FORBIDDEN, UNPROCESSABLE, THROTTLED, UNAVAILABLE),
 )
 async def change_password(
     request: Request, response: Response, claims: AccessClaims, auth: AuthDep, client: ClientAddress
@@ -142,7 +81,7 @@ async def change_password(
     return tokens
 
 
-@router.post("/logout-all", status_code=204, responses=errors(UNAUTHORIZED, UNAVAILABLE))
+@router.post("/logout-all", status_code=204)
 async def logout_all(claims: AccessClaims, auth: AuthDep) -> Response:
     """End every session of the user, on every device: every token issued to them so far is
     refused from now on."""
@@ -153,8 +92,6 @@ async def logout_all(claims: AccessClaims, auth: AuthDep) -> Response:
 @reset_router.post(
     "/password-reset",
     status_code=202,
-    openapi_extra=json_body(PasswordResetRequest),
-    responses=errors(UNPROCESSABLE, THROTTLED),
 )
 async def request_password_reset(
     request: Request, auth: AuthDep, client: ClientAddress
@@ -168,8 +105,6 @@ async def request_password_reset(
 @reset_router.post(
     "/password-reset/confirm",
     status_code=204,
-    openapi_extra=json_body(PasswordResetConfirmation),
-    responses=errors(BAD_REQUEST, UNPROCESSABLE, THROTTLED, UNAVAILABLE),
 )
 async def confirm_password_reset(
     request: Request, auth: AuthDep, client: ClientAddress
@@ -183,7 +118,6 @@ async def confirm_password_reset(
 @router.post(
     "/logout",
     status_code=204,
-    responses={200: {"model": LogoutReport}, **errors(UNAUTHORIZED, UNAVAILABLE)},
 )
 async def logout(request: Request, claims: AccessClaims, auth: AuthDep) -> Response:
     """Revoke the bearer token and its login, and the login of the refresh token in the body if

@@ -14,7 +14,7 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready", responses={503: {"description": "The database does not answer."}})
+@router.get("/health/ready")
 async def ready(auth: AuthDep) -> dict[str, str]:
     """Readiness: 200 when the database answers, 503 `service_unavailable` when it does not."""
     return await run_in_threadpool(auth.ready)

@@ -4,3 +4,6 @@
 from flask import Blueprint
 
 bp = Blueprint("custom", __name__)
+
+#: Your routes' OpenAPI descriptions (path: {method: operation}), added to `/openapi.json`.
+OPENAPI_PATHS: dict[str, dict[str, object]] = {}

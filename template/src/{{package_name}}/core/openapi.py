@@ -21,12 +21,14 @@ from .schemas import (
     EmailChange,
     ErrorOut,
     GrantType,
+    LoginForm,
     LogoutReport,
     LogoutRequest,
     PasswordChange,
     PasswordConfirmation,
     PasswordResetConfirmation,
     PasswordResetRequest,
+    RefreshRequest,
     Registration,
     TokenResponse,
     UserOut,
@@ -94,31 +96,43 @@ BAD, UNAUTHORIZED, FORBIDDEN, CONFLICT, TOO_LARGE, INVALID, THROTTLED, UNAVAILAB
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def token_body(*grants: GrantType) -> dict[str, Any]:
-    """The request body of a token endpoint that offers `grants` (RFC 6749): a form with
-    `grant_type`, or JSON where `grant_type` may be left out (it is then the first)."""
-    fields = {
-        GrantType.PASSWORD: {
-            "username": {"type": "string", "minLength": 1, "maxLength": 256},
-            "password": {"type": "string", "minLength": 1, "maxLength": 256},
-        },
-        GrantType.REFRESH_TOKEN: {
-            "refresh_token": {"type": "string", "minLength": 1, "maxLength": 16384}
-        },
+#: The model each grant's parameters are validated with: the description takes their fields.
+GRANT_MODELS: dict[GrantType, type[BaseModel]] = {
+    GrantType.PASSWORD: LoginForm,
+    GrantType.REFRESH_TOKEN: RefreshRequest,
+}
+
+
+def grant_fields(grant: GrantType) -> dict[str, Any]:
+    """The parameters of `grant`, as the model the service validates them with says (lengths
+    and patterns), without pydantic's titles."""
+    properties = GRANT_MODELS[grant].model_json_schema()["properties"]
+    return {
+        name: {key: value for key, value in field.items() if key != "title"}
+        for name, field in properties.items()
     }
 
+
+def token_body(*grants: GrantType) -> dict[str, Any]:
+    """The request body of a token endpoint that offers `grants` (RFC 6749): a form with
+    `grant_type`, or JSON where `grant_type` may be left out for the first grant only (a
+    body without it is that grant's)."""
+
     def schema(is_form: bool) -> dict[str, Any]:
-        variants = [
-            {
-                "type": "object",
-                "required": (["grant_type"] if is_form else []) + list(fields[grant]),
-                "properties": {
-                    "grant_type": {"type": "string", "enum": [grant.value]},
-                    **fields[grant],
-                },
-            }
-            for grant in grants
-        ]
+        variants = []
+        for index, grant in enumerate(grants):
+            fields = grant_fields(grant)
+            named = is_form or index > 0
+            variants.append(
+                {
+                    "type": "object",
+                    "required": (["grant_type"] if named else []) + list(fields),
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": [grant.value]},
+                        **fields,
+                    },
+                }
+            )
         return variants[0] if len(variants) == 1 else {"oneOf": variants}
 
     return {FORM: {"schema": schema(True)}, JSON: {"schema": schema(False)}}

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +21,10 @@ from sqlalchemy import delete
 from ..settings import Settings
 from . import openapi, schema
 from .clients import TrustedProxies, client_address
+from .cookies import RefreshCookie
 from .db import Database, DatabaseLimits, PasswordReset, User
 from .errors import (
+    NO_STORE,
     ConfigError,
     InvalidCredentials,
     InvalidResetToken,
@@ -116,6 +118,8 @@ class AuthService:
     throttle: Throttle
     proxies: TrustedProxies
     resets: PasswordResets
+    #: The refresh-token cookie for browser clients, or None (`REFRESH_TOKEN_COOKIE` off).
+    cookie: RefreshCookie | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthService:
@@ -172,6 +176,9 @@ class AuthService:
             Throttle(database, ThrottleLimits.from_settings(settings)),
             TrustedProxies.parse(settings.trusted_proxies),
             resets,
+            RefreshCookie(secure=settings.environment != "development")
+            if settings.refresh_token_cookie and settings.refresh_strategy != "none"
+            else None,
         )
 
     @property
@@ -212,12 +219,55 @@ class AuthService:
         return self.grant(self.token_request(content_type, body, grants), client)
 
     def token_request(
-        self, content_type: str | None, body: bytes, grants: tuple[GrantType, ...]
+        self,
+        content_type: str | None,
+        body: bytes,
+        grants: tuple[GrantType, ...],
+        cookie_token: str | None = None,
     ) -> tuple[GrantType, dict[str, Any]]:
         """Parse a token request (no I/O): its grant, and its parameters. Async callers look at
-        the grant to run a password grant where hashing waits its turn (`PasswordHasher`)."""
+        the grant to run a password grant where hashing waits its turn (`PasswordHasher`).
+        `cookie_token`: the refresh token of a browser client's cookie (`cookie_token_of`),
+        used when the request names none; a refresh-only path then needs no body at all."""
         with _token_endpoint_errors():
-            return parse_token_request(content_type, body, grants)
+            if (
+                cookie_token is not None
+                and grants == (GrantType.REFRESH_TOKEN,)
+                and not body.strip()
+            ):
+                return GrantType.REFRESH_TOKEN, {"refresh_token": cookie_token}
+            grant, data = parse_token_request(content_type, body, grants)
+            if cookie_token is not None and grant is GrantType.REFRESH_TOKEN:
+                data.setdefault("refresh_token", cookie_token)
+            return grant, data
+
+    def cookie_token_of(
+        self, header: Callable[[str], str | None], cookie_header: str | None
+    ) -> str | None:
+        """The refresh token a browser client's cookie carries: only in cookie mode, and only
+        for a request with the `X-Requested-With` header (`cookies`: the CSRF defence)."""
+        if self.cookie is None or not self.cookie.wanted(header):
+            return None
+        return self.cookie.read(cookie_header)
+
+    def deliver(
+        self, tokens: TokenResponse, header: Callable[[str], str | None]
+    ) -> tuple[TokenResponse, dict[str, str]]:
+        """The body and headers of a token response: in cookie mode, a browser client's
+        refresh token leaves the body for an `HttpOnly` cookie."""
+        headers = dict(NO_STORE)
+        if self.cookie is None or tokens.refresh_token is None or not self.cookie.wanted(header):
+            return tokens, headers
+        headers["Set-Cookie"] = self.cookie.set(
+            tokens.refresh_token, tokens.refresh_expires_in or 0
+        )
+        return tokens.model_copy(update={"refresh_token": None}), headers
+
+    def logout_headers(self, header: Callable[[str], str | None]) -> dict[str, str]:
+        """A browser client's logout also deletes its refresh-token cookie."""
+        if self.cookie is None or not self.cookie.wanted(header):
+            return {}
+        return {"Set-Cookie": self.cookie.clear()}
 
     def grant(self, request: tuple[GrantType, dict[str, Any]], client: str) -> TokenResponse:
         """Run a parsed token request (`token_request`) for the client at address `client`."""
@@ -363,12 +413,15 @@ class AuthService:
             raise
         return user
 
-    def logout(self, claims: dict[str, Any], body: bytes) -> LogoutReport | None:
+    def logout(
+        self, claims: dict[str, Any], body: bytes, cookie_token: str | None = None
+    ) -> LogoutReport | None:
         """End the session of an authenticated access token (`claims`), then that of the
-        refresh token in the body, if any. Return None when all went well, or a report of why
-        the refresh token (or the body) was refused; the access token's session ends anyway."""
+        refresh token in the body (or a browser client's cookie), if any. Return None when all
+        went well, or a report of why the refresh token (or the body) was refused; the access
+        token's session ends anyway."""
         try:
-            refresh_token = parse_logout_body(body).refresh_token
+            refresh_token = parse_logout_body(body).refresh_token or cookie_token
         except ServiceError as exc:
             refused: ServiceError | None = exc
             self.sessions.end(claims, None)

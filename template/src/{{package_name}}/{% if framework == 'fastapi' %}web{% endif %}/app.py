@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         production=settings.environment != "development",
         docs_paths=docs_paths,
-        cors=CorsPolicy.from_setting(settings.cors_allowed_origins),
+        cors=CorsPolicy.from_setting(settings.cors_allowed_origins, service.cookie is not None),
     )
     app.include_router(health.router)
     app.include_router(auth.router)

@@ -26,7 +26,7 @@ def create_app(settings: Settings) -> Flask:
     production = settings.environment != "development"
     headers = security_headers(docs_page=False, production=production)
     docs_headers = security_headers(docs_page=True, production=production)
-    cors = CorsPolicy.from_setting(settings.cors_allowed_origins)
+    cors = CorsPolicy.from_setting(settings.cors_allowed_origins, service.cookie is not None)
 
     @app.before_request
     def note_client() -> Response | None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from ...core.errors import NO_STORE
 from ...core.schemas import GrantType, TokenResponse, UserOut
+from ...core.service import AuthService
 from ..deps import AccessClaims, AuthDep, ClientAddress, hashing
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -40,15 +40,13 @@ async def login(
     """The OAuth2 token endpoint: a username and password (`grant_type=password`), or a refresh
     token (`grant_type=refresh_token`, with a refresh strategy), for tokens. Repeated failed
     logins wait longer and longer (429 with `Retry-After`)."""
-    parsed = auth.token_request(
-        request.headers.get("content-type"), await request.body(), auth.login_grants
-    )
+    content_type, body = request.headers.get("content-type"), await request.body()
+    parsed = auth.token_request(content_type, body, auth.login_grants, _cookie(request, auth))
     if parsed[0] is GrantType.PASSWORD:
         tokens = await hashing(request, auth.grant, parsed, client)
     else:
         tokens = await run_in_threadpool(auth.grant, parsed, client)
-    response.headers.update(NO_STORE)
-    return tokens
+    return _delivered(request, response, auth, tokens)
 
 
 @refresh_router.post(
@@ -59,11 +57,11 @@ async def refresh(
     request: Request, response: Response, auth: AuthDep, client: ClientAddress
 ) -> TokenResponse:
     """Exchange a refresh token for new tokens: JSON `{"refresh_token"}`, or RFC 6749's form."""
+    content_type, body = request.headers.get("content-type"), await request.body()
     grants = (GrantType.REFRESH_TOKEN,)
-    parsed = auth.token_request(request.headers.get("content-type"), await request.body(), grants)
+    parsed = auth.token_request(content_type, body, grants, _cookie(request, auth))
     tokens = await run_in_threadpool(auth.grant, parsed, client)
-    response.headers.update(NO_STORE)
-    return tokens
+    return _delivered(request, response, auth, tokens)
 
 
 @router.post(
@@ -77,8 +75,7 @@ async def change_password(
     session of the user ends, this one too; the answer is a new login's tokens."""
     body = await request.body()
     tokens = await hashing(request, auth.change_password, claims, body, client)
-    response.headers.update(NO_STORE)
-    return tokens
+    return _delivered(request, response, auth, tokens)
 
 
 @router.post("/logout-all", status_code=204)
@@ -124,7 +121,22 @@ async def logout(request: Request, claims: AccessClaims, auth: AuthDep) -> Respo
     any. The bearer token is checked before the body is read. 204, or 200 with a report when
     the refresh token was refused (the bearer token's login has ended all the same)."""
     body = await request.body()
-    report = await run_in_threadpool(auth.logout, claims, body)
+    report = await run_in_threadpool(auth.logout, claims, body, _cookie(request, auth))
+    headers = auth.logout_headers(request.headers.get)
     if report is None:
-        return Response(status_code=204)
-    return Response(report.model_dump_json(), 200, media_type="application/json")
+        return Response(status_code=204, headers=headers)
+    return Response(report.model_dump_json(), 200, headers, media_type="application/json")
+
+
+def _cookie(request: Request, auth: AuthService) -> str | None:
+    """A browser client's refresh-token cookie (`core.cookies`)."""
+    return auth.cookie_token_of(request.headers.get, request.headers.get("cookie"))
+
+
+def _delivered(
+    request: Request, response: Response, auth: AuthService, tokens: TokenResponse
+) -> TokenResponse:
+    """The token response's body; its headers go on `response` (no-store, and the cookie)."""
+    body, headers = auth.deliver(tokens, request.headers.get)
+    response.headers.update(headers)
+    return body

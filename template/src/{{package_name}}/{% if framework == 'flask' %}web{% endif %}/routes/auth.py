@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from ...core.errors import NO_STORE
 from ...core.schemas import GrantType, TokenResponse
 from ..deps import auth_service, client_address, hashes_password, request_body, token_required
 
@@ -32,33 +31,27 @@ def login() -> tuple[dict[str, Any], dict[str, str]]:
     """The OAuth2 token endpoint: a username and password (`grant_type=password`), or a refresh
     token (`grant_type=refresh_token`, with a refresh strategy), for tokens. Repeated failed
     logins wait longer and longer (429 with `Retry-After`)."""
-    auth = auth_service()
-    grants = auth.login_grants
-    return _token_response(
-        auth.token(request.content_type, request_body(), grants, client_address())
-    )
+    return _token_response(auth_service().login_grants)
 
 
 @refresh_bp.post("/refresh")
 def refresh() -> tuple[dict[str, Any], dict[str, str]]:
     """Exchange a refresh token for new tokens: JSON `{"refresh_token"}`, or RFC 6749's form."""
-    grants = (GrantType.REFRESH_TOKEN,)
-    auth = auth_service()
-    return _token_response(
-        auth.token(request.content_type, request_body(), grants, client_address())
-    )
+    return _token_response((GrantType.REFRESH_TOKEN,))
 
 
 @bp.post("/logout")
 @token_required
-def logout() -> Response | tuple[str, int]:
+def logout() -> Response:
     """Revoke the bearer token and its login, and the login of the refresh token in the body if
     any. The bearer token is checked before the body is read. 204, or 200 with a report when
     the refresh token was refused (the bearer token's login has ended all the same)."""
-    report = auth_service().logout(g.claims, request_body())
+    auth = auth_service()
+    report = auth.logout(g.claims, request_body(), _cookie())
+    headers = auth.logout_headers(request.headers.get)
     if report is None:
-        return "", 204
-    return Response(report.model_dump_json(), 200, mimetype="application/json")
+        return Response(status=204, headers=headers)
+    return Response(report.model_dump_json(), 200, headers, mimetype="application/json")
 
 
 @bp.post("/logout-all")
@@ -77,7 +70,7 @@ def change_password() -> tuple[dict[str, Any], dict[str, str]]:
     """Change the password (403 `wrong_password` if `current_password` is not it). Every
     session of the user ends, this one too; the answer is a new login's tokens."""
     tokens = auth_service().change_password(g.claims, request_body(), client_address())
-    return _token_response(tokens)
+    return _delivered(tokens)
 
 
 @reset_bp.post("/password-reset")
@@ -97,5 +90,19 @@ def confirm_password_reset() -> tuple[str, int]:
     return "", 204
 
 
-def _token_response(tokens: TokenResponse) -> tuple[dict[str, Any], dict[str, str]]:
-    return tokens.model_dump(exclude_none=True), NO_STORE
+def _token_response(grants: tuple[GrantType, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run the token endpoint (login or refresh) on this request."""
+    auth = auth_service()
+    parsed = auth.token_request(request.content_type, request_body(), grants, _cookie())
+    return _delivered(auth.grant(parsed, client_address()))
+
+
+def _cookie() -> str | None:
+    """A browser client's refresh-token cookie (`core.cookies`)."""
+    return auth_service().cookie_token_of(request.headers.get, request.headers.get("Cookie"))
+
+
+def _delivered(tokens: TokenResponse) -> tuple[dict[str, Any], dict[str, str]]:
+    """The token response's body and headers (no-store, and the cookie)."""
+    body, headers = auth_service().deliver(tokens, request.headers.get)
+    return body.model_dump(exclude_none=True), headers

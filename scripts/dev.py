@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -39,6 +40,26 @@ def ensure_environment() -> None:
     stamp.write_text(digest)
 
 
+#: The browser the browser tests drive (Debian's package; Playwright's own download is not used).
+CHROMIUM = "/usr/bin/chromium"
+
+
+def ensure_browser() -> None:
+    """Install Debian's Chromium for tests/test_browser.py when it is missing and this machine
+    can (root, apt-get). Elsewhere those tests skip with the reason (and fail under CI)."""
+    if os.path.exists(CHROMIUM) or shutil.which("apt-get") is None or os.geteuid() != 0:
+        return
+    print("Installing Chromium (Debian's package) for the browser tests ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    result = subprocess.run(install, env=env, capture_output=True, text=True)
+    if result.returncode != 0:  # stale package lists: read them again, once
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+        result = subprocess.run(install, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        print("Could not install Chromium; the browser tests will say why.", result.stderr[-2000:])
+
+
 def main(argv: list[str]) -> int:
     """Dispatch to the demo or the tests."""
     if not argv or argv[0] not in {"demo", "test", "bench"}:
@@ -46,6 +67,7 @@ def main(argv: list[str]) -> int:
         return 2
     ensure_environment()
     if argv[0] == "test":
+        ensure_browser()
         # One xdist worker more than cores, unless the caller chose (`-n 0` runs serially):
         # live-server tests wait on their servers, and the extra worker fills those gaps
         # (measured on 2 cores: `-m matrix` 3:16-3:38 with 3 workers, 4:18 with 2).

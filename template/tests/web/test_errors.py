@@ -51,3 +51,24 @@ def test_head_on_a_post_route_is_a_405(api: Api) -> None:
     reply = api.request("HEAD", "/auth/login")
     assert reply.status == 405
     assert "POST" in reply.headers["Allow"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-www-form-urlencoded"])
+def test_a_json_body_sent_as_another_type_is_a_415(api: Api, content_type: str | None) -> None:
+    """Both frameworks refuse it the same way, with what to send; nothing is registered."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = b'{"username": "alice", "password": "correct horse battery"}'
+    reply = api.post("/auth/register", content=body, headers=headers)
+    assert reply.status == 415
+    assert reply.body == {
+        "detail": "Send the body as JSON, with Content-Type: application/json.",
+        "code": "unsupported_media_type",
+    }
+    assert api.register("alice").status == 201  # the name was not taken by the refused one
+
+
+def test_json_media_types_with_parameters_or_suffixes_are_json(api: Api) -> None:
+    body = b'{"username": "alice", "password": "correct horse battery"}'
+    for content_type in ("application/json; charset=utf-8", "application/merge-patch+json"):
+        reply = api.post("/auth/register", content=body, headers={"Content-Type": content_type})
+        assert reply.status in (201, 409), reply.body

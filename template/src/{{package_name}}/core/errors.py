@@ -53,6 +53,14 @@ class WeakPassword(ValidationFailed):
     detail = "This password is too easy to guess; choose a longer, less common one."
 
 
+class UnsupportedMediaType(ServiceError):
+    """Raised when a JSON body is sent with another `Content-Type` (or none)."""
+
+    code = "unsupported_media_type"
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    detail = "Send the body as JSON, with Content-Type: application/json."
+
+
 class BodyTooLarge(ServiceError):
     """Raised when a request body is over the bound (`MAX_BODY_BYTES`), before it is read."""
 

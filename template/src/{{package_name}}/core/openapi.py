@@ -93,6 +93,7 @@ BAD, UNAUTHORIZED, FORBIDDEN, CONFLICT, TOO_LARGE, INVALID, THROTTLED, UNAVAILAB
     429,
     503,
 )
+UNSUPPORTED = 415
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -115,24 +116,23 @@ def grant_fields(grant: GrantType) -> dict[str, Any]:
 
 def token_body(*grants: GrantType) -> dict[str, Any]:
     """The request body of a token endpoint that offers `grants` (RFC 6749): a form with
-    `grant_type`, or JSON where `grant_type` may be left out for the first grant only (a
-    body without it is that grant's)."""
+    `grant_type`, whose parameters (others are ignored) are strings sent once each (section
+    3.2), or JSON where `grant_type` may be left out for the first grant only (a body without
+    it is that grant's)."""
 
     def schema(is_form: bool) -> dict[str, Any]:
         variants = []
         for index, grant in enumerate(grants):
             fields = grant_fields(grant)
             named = is_form or index > 0
-            variants.append(
-                {
-                    "type": "object",
-                    "required": (["grant_type"] if named else []) + list(fields),
-                    "properties": {
-                        "grant_type": {"type": "string", "enum": [grant.value]},
-                        **fields,
-                    },
-                }
-            )
+            variant = {
+                "type": "object",
+                "required": (["grant_type"] if named else []) + list(fields),
+                "properties": {"grant_type": {"type": "string", "enum": [grant.value]}, **fields},
+            }
+            if is_form:
+                variant["additionalProperties"] = {"type": "string"}
+            variants.append(variant)
         return variants[0] if len(variants) == 1 else {"oneOf": variants}
 
     return {FORM: {"schema": schema(True)}, JSON: {"schema": schema(False)}}
@@ -340,7 +340,9 @@ def _operation(route: Route) -> dict[str, Any]:
     for status, model in route.answers.items():
         operation["responses"][str(status)] = _response(status, model, route.headers.get(status))
     error = OAuthErrorOut if route.token_endpoint else ErrorOut
-    for status in route.errors:
+    # A JSON body sent as anything else is refused: 415.
+    unsupported = (UNSUPPORTED,) if isinstance(route.body, type) else ()
+    for status in (*route.errors, *unsupported):
         # The token endpoint answers its refusals as OAuth2 errors; 413, 429 and 503 are not
         # OAuth2's and keep the service's envelope.
         model = error if status == BAD else ErrorOut

@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
 from ..core.openapi import LOGIN_PATH, SCHEME
-from ..core.schemas import UserOut
+from ..core.schemas import UserOut, json_body
 from ..core.service import AuthService
 from ..core.tokens import bearer_token
 
@@ -80,6 +80,12 @@ async def hashing(request: Request, function: Callable[..., R], *args: Any) -> R
         limiter = request.app.state.hashing = CapacityLimiter(hasher.capacity)
     with hasher.admitted():
         return await to_thread.run_sync(functools.partial(function, *args), limiter=limiter)
+
+
+async def json_request_body(request: Request) -> bytes:
+    """The request's body, which must be JSON if there is one (415 if it is sent as another
+    type, as on Flask)."""
+    return json_body(request.headers.get("content-type"), await request.body())
 
 
 ClientAddress = Annotated[str, Depends(client_address)]

@@ -10,6 +10,7 @@ from typing import ParamSpec, TypeVar
 from flask import current_app, g, request
 
 from ..core.errors import BodyTooLarge
+from ..core.schemas import json_body
 from ..core.service import AuthService
 from ..core.tokens import bearer_token
 
@@ -76,6 +77,12 @@ def request_body() -> bytes:
     if len(data) > limit:
         raise BodyTooLarge.over(limit)
     return data
+
+
+def json_request_body() -> bytes:
+    """The request's body, which must be JSON if there is one (415 if it is sent as another
+    type, as on FastAPI)."""
+    return json_body(request.content_type, request_body())
 
 
 def _bearer() -> str:

@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from ...core.schemas import GrantType, TokenResponse, UserOut
 from ...core.service import AuthService
-from ..deps import AccessClaims, AuthDep, ClientAddress, hashing
+from ..deps import AccessClaims, AuthDep, ClientAddress, hashing, json_request_body
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 # Mounted only when a refresh strategy is on; otherwise /auth/refresh is a 404.
@@ -27,7 +27,7 @@ reset_router = APIRouter(prefix="/auth", tags=["auth"])
 async def register(request: Request, auth: AuthDep, client: ClientAddress) -> UserOut:
     """Create a user (`email` is optional: it is where password resets go). The password must
     not be easy to guess (422 `weak_password` says why)."""
-    return await hashing(request, auth.register, await request.body(), client)
+    return await hashing(request, auth.register, await json_request_body(request), client)
 
 
 @router.post(
@@ -73,7 +73,7 @@ async def change_password(
 ) -> TokenResponse:
     """Change the password (403 `wrong_password` if `current_password` is not it). Every
     session of the user ends, this one too; the answer is a new login's tokens."""
-    body = await request.body()
+    body = await json_request_body(request)
     tokens = await hashing(request, auth.change_password, claims, body, client)
     return _delivered(request, response, auth, tokens)
 
@@ -95,7 +95,7 @@ async def request_password_reset(
 ) -> Response:
     """Send a password-reset message to the account with this address, if there is one. The
     answer (202) is the same either way."""
-    await run_in_threadpool(auth.request_password_reset, await request.body(), client)
+    await run_in_threadpool(auth.request_password_reset, await json_request_body(request), client)
     return Response(status_code=202)
 
 
@@ -108,7 +108,7 @@ async def confirm_password_reset(
 ) -> Response:
     """Set a new password with the token from a reset message (once; 400
     `invalid_reset_token` if it is unknown, used or expired). Every session of the user ends."""
-    await hashing(request, auth.confirm_password_reset, await request.body(), client)
+    await hashing(request, auth.confirm_password_reset, await json_request_body(request), client)
     return Response(status_code=204)
 
 
@@ -120,7 +120,7 @@ async def logout(request: Request, claims: AccessClaims, auth: AuthDep) -> Respo
     """Revoke the bearer token and its login, and the login of the refresh token in the body if
     any. The bearer token is checked before the body is read. 204, or 200 with a report when
     the refresh token was refused (the bearer token's login has ended all the same)."""
-    body = await request.body()
+    body = await json_request_body(request)
     report = await run_in_threadpool(auth.logout, claims, body, _cookie(request, auth))
     headers = auth.logout_headers(request.headers.get)
     if report is None:

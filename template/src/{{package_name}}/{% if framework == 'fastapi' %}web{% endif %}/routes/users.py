@@ -4,7 +4,14 @@ from fastapi import APIRouter, Request, Response
 
 from ...core.errors import NO_STORE
 from ...core.schemas import UserOut
-from ..deps import AccessClaims, AuthDep, ClientAddress, CurrentUser, hashing
+from ..deps import (
+    AccessClaims,
+    AuthDep,
+    ClientAddress,
+    CurrentUser,
+    hashing,
+    json_request_body,
+)
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -22,7 +29,7 @@ async def change_email(
 ) -> UserOut:
     """Set the address password resets go to (`null` removes it), confirmed by the password:
     409 `email_taken` if another account has it."""
-    body = await request.body()
+    body = await json_request_body(request)
     user = await hashing(request, auth.change_email, claims, body, client)
     response.headers.update(NO_STORE)
     return user
@@ -34,5 +41,5 @@ async def delete_me(
 ) -> Response:
     """Delete the account, confirmed by its password: every session ends, and the username
     and address can be registered again."""
-    await hashing(request, auth.delete_account, claims, await request.body(), client)
+    await hashing(request, auth.delete_account, claims, await json_request_body(request), client)
     return Response(status_code=204)

@@ -8,7 +8,14 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 
 from ...core.schemas import GrantType, TokenResponse
-from ..deps import auth_service, client_address, hashes_password, request_body, token_required
+from ..deps import (
+    auth_service,
+    client_address,
+    hashes_password,
+    json_request_body,
+    request_body,
+    token_required,
+)
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 # Registered only when a refresh strategy is on; otherwise /auth/refresh is a 404.
@@ -22,7 +29,7 @@ reset_bp = Blueprint("password_reset", __name__, url_prefix="/auth")
 def register() -> tuple[dict[str, Any], int]:
     """Create a user (`email` is optional: it is where password resets go). The password must
     not be easy to guess (422 `weak_password` says why)."""
-    return auth_service().register(request_body(), client_address()).model_dump(), 201
+    return auth_service().register(json_request_body(), client_address()).model_dump(), 201
 
 
 @bp.post("/login")
@@ -47,7 +54,7 @@ def logout() -> Response:
     any. The bearer token is checked before the body is read. 204, or 200 with a report when
     the refresh token was refused (the bearer token's login has ended all the same)."""
     auth = auth_service()
-    report = auth.logout(g.claims, request_body(), _cookie())
+    report = auth.logout(g.claims, json_request_body(), _cookie())
     headers = auth.logout_headers(request.headers.get)
     if report is None:
         return Response(status=204, headers=headers)
@@ -69,7 +76,7 @@ def logout_all() -> tuple[str, int]:
 def change_password() -> tuple[dict[str, Any], dict[str, str]]:
     """Change the password (403 `wrong_password` if `current_password` is not it). Every
     session of the user ends, this one too; the answer is a new login's tokens."""
-    tokens = auth_service().change_password(g.claims, request_body(), client_address())
+    tokens = auth_service().change_password(g.claims, json_request_body(), client_address())
     return _delivered(tokens)
 
 
@@ -77,7 +84,7 @@ def change_password() -> tuple[dict[str, Any], dict[str, str]]:
 def request_password_reset() -> tuple[str, int]:
     """Send a password-reset message to the account with this address, if there is one. The
     answer (202) is the same either way."""
-    auth_service().request_password_reset(request_body(), client_address())
+    auth_service().request_password_reset(json_request_body(), client_address())
     return "", 202
 
 
@@ -86,7 +93,7 @@ def request_password_reset() -> tuple[str, int]:
 def confirm_password_reset() -> tuple[str, int]:
     """Set a new password with the token from a reset message (once; 400
     `invalid_reset_token` if it is unknown, used or expired). Every session of the user ends."""
-    auth_service().confirm_password_reset(request_body(), client_address())
+    auth_service().confirm_password_reset(json_request_body(), client_address())
     return "", 204
 
 

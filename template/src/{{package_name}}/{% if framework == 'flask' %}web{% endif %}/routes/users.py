@@ -11,8 +11,8 @@ from ..deps import (
     auth_service,
     client_address,
     hashes_password,
+    json_request_body,
     login_required,
-    request_body,
     token_required,
 )
 
@@ -32,7 +32,7 @@ def read_me() -> tuple[dict[str, Any], dict[str, str]]:
 def change_email() -> tuple[dict[str, Any], dict[str, str]]:
     """Set the address password resets go to (`null` removes it), confirmed by the password:
     409 `email_taken` if another account has it."""
-    user = auth_service().change_email(g.claims, request_body(), client_address())
+    user = auth_service().change_email(g.claims, json_request_body(), client_address())
     return user.model_dump(), NO_STORE
 
 
@@ -42,5 +42,5 @@ def change_email() -> tuple[dict[str, Any], dict[str, str]]:
 def delete_me() -> tuple[str, int]:
     """Delete the account, confirmed by its password: every session ends, and the username
     and address can be registered again."""
-    auth_service().delete_account(g.claims, request_body(), client_address())
+    auth_service().delete_account(g.claims, json_request_body(), client_address())
     return "", 204

@@ -17,6 +17,9 @@ def test_wrong_method_is_a_json_405_with_allow(api: Api) -> None:
     assert reply.status == 405
     assert reply.body == {"detail": "Method Not Allowed.", "code": "method_not_allowed"}
     assert "POST" in reply.headers["Allow"]
+    # Every method of the resource, though two routes share the path.
+    allowed = set(api.request("PUT", "/users/me").headers["Allow"].split(", "))
+    assert {"GET", "DELETE"} <= allowed
 
 
 def test_server_failure_is_a_json_500_that_leaks_nothing(api: Api, database, caplog) -> None:
@@ -72,3 +75,16 @@ def test_json_media_types_with_parameters_or_suffixes_are_json(api: Api) -> None
     for content_type in ("application/json; charset=utf-8", "application/merge-patch+json"):
         reply = api.post("/auth/register", content=body, headers={"Content-Type": content_type})
         assert reply.status in (201, 409), reply.body
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [("/users/me", {"GET", "HEAD", "DELETE", "OPTIONS"}), ("/auth/login", {"POST", "OPTIONS"})],
+)
+def test_options_lists_the_methods_of_the_resource(api: Api, path: str, methods: set) -> None:
+    """The same answer on both frameworks (RFC 9110 section 9.3.7); a browser's preflight gets
+    the CORS answer instead (test_cors.py)."""
+    reply = api.request("OPTIONS", path)
+    assert reply.status == 200
+    assert set(reply.headers["Allow"].split(", ")) == methods
+    assert api.request("OPTIONS", "/no/such/path").status == 404

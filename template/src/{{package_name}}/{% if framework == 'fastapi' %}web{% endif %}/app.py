@@ -58,22 +58,22 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.auth = service
     app.openapi = functools.partial(_openapi, app, service)  # type: ignore[method-assign]
     register_error_handlers(app)
+    routers = [health.router, auth.router]
+    if service.refresh_enabled:
+        routers.append(auth.refresh_router)
+    if service.password_reset_enabled:
+        routers.append(auth.reset_router)
+    routers += [users.router, jwks.router, custom.router]
     app.add_middleware(
         Guard,
         max_body_bytes=settings.max_body_bytes,
         production=settings.environment != "development",
         docs_paths=docs_paths,
+        routes=lambda: [route for router in routers for route in router.routes],
         cors=CorsPolicy.from_setting(settings.cors_allowed_origins, service.cookie is not None),
     )
-    app.include_router(health.router)
-    app.include_router(auth.router)
-    if service.refresh_enabled:
-        app.include_router(auth.refresh_router)
-    if service.password_reset_enabled:
-        app.include_router(auth.reset_router)
-    app.include_router(users.router)
-    app.include_router(jwks.router)
-    app.include_router(custom.router)
+    for router in routers:
+        app.include_router(router)
     return app
 
 

@@ -3,7 +3,8 @@
 `Guard` bounds request bodies before they are buffered (a `Content-Length` over the bound is
 refused at once; a chunked body as soon as it crosses it), adds the security headers, records
 the client's address for security events, answers `HEAD` wherever `GET` works (RFC 9110
-section 9.3.2; FastAPI's routes know only the methods they declare), and answers any unexpected
+section 9.3.2; FastAPI's routes know only the methods they declare) and `OPTIONS` with the
+resource's methods (as Flask does; a browser's preflight gets the CORS answer), and answers any unexpected
 exception with the JSON 500 of the contract, logged once (Starlette's own handler would log it
 again and re-raise).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -36,8 +38,11 @@ class Guard:
         production: bool,
         docs_paths: tuple[str, ...],
         cors: CorsPolicy,
+        routes: Callable[[], Iterable[Any]] = tuple,
     ) -> None:
         self.app = app
+        #: The app's routes, read when first needed (every router is included by then).
+        self._routes = routes
         self.max_body_bytes = max_body_bytes
         self.cors = cors
         self._headers = [
@@ -69,16 +74,19 @@ class Guard:
         head = scope["method"] == "HEAD"
         if head:  # the GET response's status and headers, without its body
             scope = {**scope, "method": "GET"}
-        started = False
+        options = scope["method"] == "OPTIONS"
+        started = bodiless = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
+            nonlocal started, bodiless
             if message["type"] == "http.response.start":
                 started = True
+                if message["status"] == 405:
+                    message, bodiless = self._allow(message, scope["path"], options), options
                 present = {name for name, _ in message["headers"]}
                 headers = [pair for pair in extra if pair[0] not in present]
                 message = {**message, "headers": [*message["headers"], *headers]}
-            elif head and message["type"] == "http.response.body":
+            elif (head or bodiless) and message["type"] == "http.response.body":
                 message = {**message, "body": b""}
             await send(message)
 
@@ -92,6 +100,23 @@ class Guard:
             log.error("Unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
             if not started:
                 await _answer(send_with_headers, problem_for_status(500))
+
+    def _allow(self, refusal: Message, path: str, options: bool) -> Message:
+        """A 405 names every method of the resource in `Allow` (Starlette names only those of
+        the first route that matched the path); `OPTIONS` gets them with 200 (RFC 9110
+        section 9.3.7, as Flask answers it)."""
+        methods = {"OPTIONS"}
+        for route in self._routes():
+            if getattr(route, "methods", None) and route.path_regex.match(path):
+                methods |= route.methods
+        if "GET" in methods:
+            methods.add("HEAD")
+        allow = (b"allow", ", ".join(sorted(methods)).encode())
+        if options:
+            headers = [allow, (b"content-length", b"0")]
+            return {"type": "http.response.start", "status": 200, "headers": headers}
+        others = [pair for pair in refusal["headers"] if pair[0] != b"allow"]
+        return {**refusal, "headers": [*others, allow]}
 
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge.over(self.max_body_bytes)

@@ -154,6 +154,19 @@ def test_security_events_are_logged_without_secrets(api: Api, security_events) -
     assert all(event["time"] and "client" in event for event in security_events)
 
 
+def test_security_events_name_the_client_behind_a_trusted_proxy(
+    make_api, settings, security_events
+) -> None:
+    """The address throttling uses, not the proxy's (the test clients' peers: 127.0.0.1, or
+    no address at all, which `unix` trusts)."""
+    api = make_api(settings_with(settings, trusted_proxies="unix, 127.0.0.1"))
+    form = {"grant_type": "password", "username": "nobody", "password": "wrong password"}
+    reply = api.post("/auth/login", data=form, headers={"X-Forwarded-For": "192.0.2.9"})
+    assert reply.status == 400
+    [failed] = [event for event in security_events if event["event"] == "login_failed"]
+    assert failed["client"] == "192.0.2.9"
+
+
 def test_a_replayed_refresh_token_is_logged_as_a_theft_signal(
     make_api, settings, security_events
 ) -> None:

@@ -31,16 +31,23 @@ class TrustedProxies:
     """The reverse proxies whose `X-Forwarded-For` entries are believed."""
 
     networks: tuple[Network, ...] = ()
+    #: Whether a peer that is no IP address (a proxy on a Unix socket) is trusted (`unix`).
+    unix: bool = False
 
     @classmethod
     def parse(cls, text: str | None) -> TrustedProxies:
         """Read `TRUSTED_PROXIES`: comma-separated IPv4 or IPv6 addresses and networks
-        (`10.0.0.5, 10.1.0.0/16, fd00::/8`). None or blank: no proxy is trusted. An entry
-        that is neither raises ValueError naming it."""
+        (`10.0.0.5, 10.1.0.0/16, fd00::/8`), and `unix` for a proxy that connects over a Unix
+        socket. None or blank: no proxy is trusted. An entry that is neither raises ValueError
+        naming it."""
         networks: list[Network] = []
+        unix = False
         for entry in (text or "").split(","):
             entry = entry.strip()
             if not entry:
+                continue
+            if entry.lower() == "unix":
+                unix = True
                 continue
             try:
                 network = ipaddress.ip_network(entry, strict=False)
@@ -48,13 +55,13 @@ class TrustedProxies:
                 raise ValueError(
                     f"{entry!r} is not an IP address or network; list the reverse proxies "
                     f"in front of the service as addresses or networks separated by commas, "
-                    f"such as 10.0.0.5, 10.1.0.0/16, fd00::/8"
+                    f"such as 10.0.0.5, 10.1.0.0/16, fd00::/8 (or unix, for a Unix socket)"
                 ) from None
             networks.append(_unmapped_network(network))
-        return cls(tuple(networks))
+        return cls(tuple(networks), unix)
 
     def __bool__(self) -> bool:
-        return bool(self.networks)
+        return bool(self.networks) or self.unix
 
     def __contains__(self, address: object) -> bool:
         return any(address in network for network in self.networks)
@@ -71,9 +78,9 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Trus
     address stops the walk: the last trusted hop is taken as the client.
     """
     address = _address(peer) if peer else None
-    if address is None:
+    if address is None and not trusted.unix:
         return UNKNOWN
-    if trusted and address in trusted:
+    if address is None or address in trusted:
         hops = [hop for value in forwarded_for for hop in value.split(",") if hop.strip()]
         for hop in reversed(hops):
             candidate = _address(hop)
@@ -82,6 +89,8 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Trus
             address = candidate
             if candidate not in trusted:
                 break
+    if address is None:
+        return UNKNOWN
     if address.version == 6:
         return str(IPv6Network((address, 64), strict=False))
     return str(address)

@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
         production=settings.environment != "development",
         docs_paths=docs_paths,
         routes=lambda: [route for router in routers for route in router.routes],
+        client_of=service.client_of,
         cors=CorsPolicy.from_setting(settings.cors_allowed_origins, service.cookie is not None),
     )
     for router in routers:

@@ -39,8 +39,11 @@ class Guard:
         docs_paths: tuple[str, ...],
         cors: CorsPolicy,
         routes: Callable[[], Iterable[Any]] = tuple,
+        client_of: Callable[[str | None, list[str]], str | None] = lambda peer, _: peer,
     ) -> None:
         self.app = app
+        #: The client's address for security events: the peer, or as `TRUSTED_PROXIES` say.
+        self._client_of = client_of
         #: The app's routes, read when first needed (every router is included by then).
         self._routes = routes
         self.max_body_bytes = max_body_bytes
@@ -56,7 +59,12 @@ class Guard:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        client_address.set(client[0] if client else None)
+        forwarded = [
+            value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name == b"x-forwarded-for"
+        ]
+        client_address.set(self._client_of(client[0] if client else None, forwarded))
         docs = scope["path"].startswith(self._docs_paths) if self._docs_paths else False
         request_headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]

@@ -30,7 +30,9 @@ def create_app(settings: Settings) -> Flask:
 
     @app.before_request
     def note_client() -> Response | None:
-        client_address.set(request.remote_addr)
+        client_address.set(
+            service.client_of(request.remote_addr, request.headers.getlist("X-Forwarded-For"))
+        )
         asked = request.headers.get("Access-Control-Request-Method")
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS" and origin and asked:  # a browser's preflight

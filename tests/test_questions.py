@@ -66,6 +66,7 @@ GOOD_ANSWERS = [
     ("refresh_strategy", "stateless"),
     ("refresh_token_days", 1),
     ("refresh_token_days", 365),
+    ("package_name", "app"),  # a common name; nothing it would shadow
 ]
 
 

@@ -18,7 +18,7 @@ from .core import schema
 from .core.errors import ConfigError, ServiceUnavailable
 from .core.keyring import KeyRing
 from .core.keys import generate_key_material
-from .core.refresh import delete_expired
+from .core.refresh import Strategy, delete_expired
 from .core.service import AuthService, database_of
 from .core.throttle import Throttle, ThrottleLimits
 from .settings import Settings, load_settings
@@ -82,7 +82,7 @@ def run_keys(command: str, options: argparse.Namespace, settings: Settings) -> s
     if command == "rotate":
         minimum = settings.access_token_minutes
         default = minimum + (
-            0 if settings.refresh_strategy == "none" else settings.refresh_token_days * 1440
+            0 if settings.refresh_strategy is Strategy.NONE else settings.refresh_token_days * 1440
         )
         grace = default if options.grace_minutes is None else options.grace_minutes
         if grace < minimum:

@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
     DateTime,
     Float,
     Integer,
-    Select,
     String,
     Uuid,
     and_,
@@ -37,9 +36,14 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql.selectable import SelectBase
 
 from .availability import Health, Watchdog
+from .claims import Claims, RefreshClaims
 from .errors import ValidationFailed
+
+if TYPE_CHECKING:
+    import sqlite3
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def user_key(user_id: object) -> str:
     return f"user:{user_id}"
 
 
-def revocation_parameters(claims: Mapping[str, Any]) -> dict[str, object]:
+def revocation_parameters(claims: Claims | RefreshClaims) -> dict[str, object]:
     """`REVOKED`'s parameters for a token's claims (`jti`, `sub`, `iat`, and `sid` if any)."""
     return {
         "token_id": claims["jti"],
@@ -245,6 +249,9 @@ class Database:
         if dialect == "postgresql":
             event.listen(self.engine, "connect", self._set_statement_timeout)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: What `guarded` may turn into `ServiceUnavailable`: SQLAlchemy's errors, and the
+        #: driver's own (prepared reads meet them).
+        self._unavailable: tuple[type[BaseException], ...] = (*UNAVAILABLE, *self.driver_errors)
         self._prepared: list[PreparedRead] = []
         #: Called by `dispose`, before the connections close (a listener's `stop`, say).
         self.on_dispose: list[Callable[[], None]] = []
@@ -272,7 +279,7 @@ class Database:
                 yield
         except sa_exc.DataError as exc:
             raise ValidationFailed("The request holds a value that cannot be stored.") from exc
-        except (*UNAVAILABLE, *self.driver_errors) as exc:  # the driver's own: prepared reads
+        except self._unavailable as exc:
             if is_unavailable(exc):
                 raise self.health.failed(exc) from exc
             raise
@@ -305,7 +312,7 @@ class Database:
         with self.guarded(), self._sessions.begin() as session:
             yield session
 
-    def prepare(self, statement: Select) -> PreparedRead:
+    def prepare(self, statement: SelectBase) -> PreparedRead:
         """Compile a read for this database once; see `PreparedRead`."""
         prepared = PreparedRead(self, statement)
         self._prepared.append(prepared)
@@ -332,7 +339,7 @@ class PreparedRead:
     them, with no type conversion: select plain columns.
     """
 
-    def __init__(self, database: Database, statement: Select) -> None:
+    def __init__(self, database: Database, statement: SelectBase) -> None:
         engine = database.engine
         compiled = statement.compile(dialect=engine.dialect)
         self._database = database
@@ -350,7 +357,7 @@ class PreparedRead:
             if (processor := bind.type.bind_processor(engine.dialect)) is not None
         }
         self._local = threading.local() if engine.dialect.name == "sqlite" else None
-        self._opened: list[Any] = []
+        self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
 
     def first(self, parameters: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -362,12 +369,14 @@ class PreparedRead:
             arguments = [arguments[name] for name in self._positions]
         with self._database.guarded():
             if self._local is not None:
-                return self._own_connection().execute(self.sql, arguments).fetchone()
+                row: tuple[Any, ...] | None
+                row = self._own_connection(self._local).execute(self.sql, arguments).fetchone()
+                return row
             return self._pooled(arguments)
 
     def _pooled(self, arguments: Any) -> tuple[Any, ...] | None:
         connection = self._engine.raw_connection()
-        driver = connection.driver_connection
+        driver: Any = connection.driver_connection  # the DB-API driver's own: not typed
         # In autocommit, a read is one round trip: no BEGIN before it, no ROLLBACK after. The
         # connection goes back to the pool as it came (sessions need transactions).
         autocommit = getattr(driver, "autocommit", None)
@@ -377,7 +386,8 @@ class PreparedRead:
             cursor = connection.cursor()
             try:
                 cursor.execute(self.sql, arguments)
-                return cursor.fetchone()
+                row: tuple[Any, ...] | None = cursor.fetchone()
+                return row
             finally:
                 cursor.close()
                 if autocommit is False:
@@ -397,8 +407,8 @@ class PreparedRead:
         if self._local is not None:
             self._local = threading.local()
 
-    def _own_connection(self) -> Any:
-        connection = getattr(self._local, "connection", None)
+    def _own_connection(self, local: threading.local) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(local, "connection", None)
         if connection is None:
             dialect = self._engine.dialect
             arguments, options = dialect.create_connect_args(self._engine.url)
@@ -407,5 +417,5 @@ class PreparedRead:
             _sqlite_pragmas(connection, int(self._database.limits.statement_seconds * 1000))
             with self._lock:
                 self._opened.append(connection)
-            self._local.connection = connection
+            local.connection = connection
         return connection

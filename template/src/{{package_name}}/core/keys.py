@@ -15,25 +15,59 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import TypeAlias
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwt.algorithms import Algorithm, OKPAlgorithm, get_default_algorithms
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from jwt import algorithms as jws
 
 from .errors import ConfigError
 
+
+class Algorithm(StrEnum):
+    """The signing algorithms a service can use (`JWT_ALGORITHM`); the value is the `alg`."""
+
+    HS256 = "HS256"
+    HS384 = "HS384"
+    HS512 = "HS512"
+    RS256 = "RS256"
+    RS384 = "RS384"
+    RS512 = "RS512"
+    PS256 = "PS256"
+    PS384 = "PS384"
+    PS512 = "PS512"
+    ES256 = "ES256"
+    ES384 = "ES384"
+    ES512 = "ES512"
+    #: RFC 9864's fully-specified name for Ed25519 signatures.
+    ED25519 = "Ed25519"
+    #: The older, polymorphic name that RFC 9864 deprecates: the same signature, same keys.
+    EDDSA = "EdDSA"
+
+
+SUPPORTED_ALGORITHMS = tuple(Algorithm)
 #: Minimum HMAC secret length per algorithm: the hash output size (RFC 7518 section 3.2).
-HMAC_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
-RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-EC_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
-#: Ed25519 signatures: "Ed25519" is RFC 9864's fully-specified name; "EdDSA" is the older,
-#: polymorphic name that RFC 9864 deprecates. Both sign with the same Ed25519 keys.
-ED25519_ALGORITHMS = ("Ed25519", "EdDSA")
-SUPPORTED_ALGORITHMS = (*HMAC_SECRET_BYTES, *RSA_ALGORITHMS, *EC_CURVES, *ED25519_ALGORITHMS)
+HMAC_SECRET_BYTES: dict[str, int] = {Algorithm.HS256: 32, Algorithm.HS384: 48, Algorithm.HS512: 64}
+RSA_ALGORITHMS: tuple[str, ...] = (
+    *(Algorithm.RS256, Algorithm.RS384, Algorithm.RS512),
+    *(Algorithm.PS256, Algorithm.PS384, Algorithm.PS512),
+)
+EC_CURVES: dict[str, ec.EllipticCurve] = {
+    Algorithm.ES256: ec.SECP256R1(),
+    Algorithm.ES384: ec.SECP384R1(),
+    Algorithm.ES512: ec.SECP521R1(),
+}
+ED25519_ALGORITHMS: tuple[str, ...] = (Algorithm.ED25519, Algorithm.EDDSA)
+
+#: What signs tokens: a key pair's private key (PyJWT's type), or an HMAC secret's bytes.
+SigningKey: TypeAlias = jws.AllowedPrivateKeys | bytes
+#: What verifies them: a key pair's public key (PyJWT's type), or the HMAC secret's bytes.
+VerifyingKey: TypeAlias = jws.AllowedPublicKeys | bytes
 
 #: Names PyJWT does not know yet (2.15 predates RFC 9864), and the implementation of each.
-EXTRA_ALGORITHMS: dict[str, Callable[[], Algorithm]] = {"Ed25519": OKPAlgorithm}
+EXTRA_ALGORITHMS: dict[str, Callable[[], jws.Algorithm]] = {Algorithm.ED25519: jws.OKPAlgorithm}
 
 RSA_MIN_BITS = 2048
 RSA_GENERATED_BITS = 3072
@@ -58,15 +92,15 @@ def accepted_algorithms(algorithm: str) -> list[str]:
     """The `alg` values a token of this service may carry: the configured algorithm, and for
     Ed25519 also the deprecated name of the very same signature (tokens issued before a switch
     from EdDSA to Ed25519 keep working; the key decides, so nothing else can be substituted)."""
-    if algorithm == "Ed25519":
-        return ["Ed25519", "EdDSA"]
+    if algorithm == Algorithm.ED25519:
+        return [*ED25519_ALGORITHMS]
     return [algorithm]
 
 
-def algorithm_object(algorithm: str) -> Algorithm:
+def algorithm_object(algorithm: str) -> jws.Algorithm:
     """PyJWT's implementation of `algorithm`, including the names it does not ship yet."""
     extra = EXTRA_ALGORITHMS.get(algorithm)
-    return extra() if extra is not None else get_default_algorithms()[algorithm]
+    return extra() if extra is not None else jws.get_default_algorithms()[algorithm]
 
 
 @dataclass(frozen=True)
@@ -77,8 +111,8 @@ class Key:
     """
 
     kid: str
-    verifying_key: Any
-    signing_key: Any = None
+    verifying_key: VerifyingKey
+    signing_key: SigningKey | None = None
     public_jwk: Mapping[str, str] | None = field(default=None, repr=False)
     trusted_until: float | None = None
 
@@ -110,11 +144,14 @@ class KeySet:
         return self.current_key.kid
 
     @property
-    def signing_key(self) -> Any:
+    def signing_key(self) -> SigningKey:
         """The key object (or HMAC secret) new tokens are signed with."""
-        return self.current_key.signing_key
+        key = self.current_key.signing_key
+        if key is None:  # `build_keyset` refuses such a set
+            raise ConfigError("the current key cannot sign")
+        return key
 
-    def verification_key(self, kid: object) -> Any | None:
+    def verification_key(self, kid: object) -> VerifyingKey | None:
         """Return the trusted key for `kid`, or None when the service has no such key now."""
         if not isinstance(kid, str):
             return None
@@ -194,7 +231,7 @@ def generate_key_material(algorithm: str) -> str:
     if is_hmac(algorithm):
         return secrets.token_urlsafe(HMAC_SECRET_BYTES[algorithm] * 2)
     if algorithm in EC_CURVES:
-        private_key: Any = ec.generate_private_key(EC_CURVES[algorithm]())
+        private_key: jws.AllowedPrivateKeys = ec.generate_private_key(EC_CURVES[algorithm])
     elif algorithm in ED25519_ALGORITHMS:
         private_key = ed25519.Ed25519PrivateKey.generate()
     else:
@@ -234,8 +271,8 @@ def load_key(
         kid = jwk_thumbprint({"kty": "oct", "k": _b64(secret)})
         signing = None if verify_only else secret
         return Key(kid, verifying_key=secret, signing_key=signing, trusted_until=trusted_until)
-    private_key, public_key = _parse_pem(material, verify_only)
-    _check_key_type(algorithm, public_key)
+    private_key, parsed_public_key = _parse_pem(material, verify_only)
+    public_key = _checked_key_type(algorithm, parsed_public_key)
     jwk = algorithm_object(algorithm).to_jwk(public_key, as_dict=True)
     kid = jwk_thumbprint(jwk)
     # `use` and `key_ops` must not both appear (RFC 7517 section 4.3): keep `use`, which every
@@ -245,7 +282,7 @@ def load_key(
     return Key(
         kid,
         verifying_key=public_key,
-        signing_key=None if verify_only else private_key,
+        signing_key=None if verify_only else _signing_key(private_key),
         public_jwk=public_jwk,
         trusted_until=trusted_until,
     )
@@ -271,7 +308,7 @@ def build_keyset(
 
 
 @functools.lru_cache(maxsize=32)
-def _parse_pem(material: str, verify_only: bool) -> tuple[Any, Any]:
+def _parse_pem(material: str, verify_only: bool) -> tuple[PrivateKeyTypes | None, PublicKeyTypes]:
     """Parse a PEM key once per process: RSA parsing runs costly validity checks.
 
     Key objects are immutable; errors are not cached, so a bad key is reported every time.
@@ -291,19 +328,32 @@ def _parse_pem(material: str, verify_only: bool) -> tuple[Any, Any]:
     return private_key, private_key.public_key()
 
 
-def _check_key_type(algorithm: str, public_key: Any) -> None:
+def _checked_key_type(algorithm: str, public_key: PublicKeyTypes) -> jws.AllowedPublicKeys:
+    """`public_key`, if it is of the type and size `algorithm` needs."""
     if algorithm in RSA_ALGORITHMS:
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise ConfigError(f"is not an RSA key, which {algorithm} needs")
         if public_key.key_size < RSA_MIN_BITS:
             bits = public_key.key_size
             raise ConfigError(f"is a {bits}-bit RSA key; {algorithm} needs at least {RSA_MIN_BITS}")
-    elif algorithm in EC_CURVES:
+        return public_key
+    if algorithm in EC_CURVES:
         curve = EC_CURVES[algorithm].name
         if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != curve:
             raise ConfigError(f"is not an EC key on curve {curve}, which {algorithm} needs")
-    elif not isinstance(public_key, ed25519.Ed25519PublicKey):
+        return public_key
+    if not isinstance(public_key, ed25519.Ed25519PublicKey):
         raise ConfigError(f"is not an Ed25519 key, which {algorithm} needs")
+    return public_key
+
+
+def _signing_key(private_key: PrivateKeyTypes | None) -> jws.AllowedPrivateKeys:
+    """The private key whose public half `_checked_key_type` accepted, as PyJWT types it."""
+    if isinstance(
+        private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        return private_key
+    raise ConfigError("is not a private key this service can sign with")
 
 
 def _b64(data: bytes) -> str:

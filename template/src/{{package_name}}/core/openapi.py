@@ -291,7 +291,7 @@ def routes(features: Features) -> list[Route]:
 def document(features: Features, title: str, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the contract, for a service with `features`."""
     table = routes(features)
-    models = {ErrorOut, OAuthErrorOut}
+    models: set[type[BaseModel]] = {ErrorOut, OAuthErrorOut}
     for route in table:
         models.update(m for m in route.answers.values() if m is not None)
         if isinstance(route.body, type):

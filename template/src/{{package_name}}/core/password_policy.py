@@ -58,13 +58,13 @@ class PasswordPolicy:
         with _zxcvbn_lock:
             result = zxcvbn.zxcvbn(password[:ZXCVBN_MAX_CHARS], user_inputs=user_inputs)
         if result["score"] < self.min_strength:
-            raise WeakPassword(_too_easy(result["feedback"]))
+            feedback = result["feedback"]
+            raise WeakPassword(_too_easy(feedback["warning"], feedback["suggestions"]))
 
 
-def _too_easy(feedback: dict) -> str:
+def _too_easy(warning: str, suggestions: list[str]) -> str:
     """The refusal for a low score, with zxcvbn's warning and first suggestion."""
-    suggestions = feedback.get("suggestions") or [ADVICE]
-    advice = [_sentence(text) for text in (feedback.get("warning"), suggestions[0]) if text]
+    advice = [_sentence(text) for text in (warning, (suggestions or [ADVICE])[0]) if text]
     return "This password is too easy to guess: " + " ".join(advice)
 
 

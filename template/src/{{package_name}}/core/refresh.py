@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from .claims import Claims, RefreshClaims
 from .db import (
     REVOKED,
     Database,
@@ -126,13 +126,14 @@ class Sessions:
             return Tokens(access, refresh)
         return self._rotate(claims)
 
-    def end(self, access_claims: dict[str, Any], refresh_token: str | None) -> ServiceError | None:
+    def end(self, access_claims: Claims, refresh_token: str | None) -> ServiceError | None:
         """Log out: revoke the access token and its session, then the refresh token's session
         if one is given. A refresh token that is refused does not undo the first part: the
         error is returned, for the caller to report."""
         revoke = {access_claims["jti"]: access_claims["exp"]}
-        if access_claims.get("sid"):
-            revoke[access_claims["sid"]] = self._tokens.session_horizon()
+        session_id = access_claims.get("sid")
+        if session_id:
+            revoke[session_id] = self._tokens.session_horizon()
         self._revoke_all(revoke)
         if refresh_token is None:
             return None
@@ -179,7 +180,7 @@ class Sessions:
         """The SQL of the revocation check, for inspection."""
         return self._revoked.sql
 
-    def is_revoked(self, claims: Mapping[str, Any]) -> bool:
+    def is_revoked(self, claims: Claims) -> bool:
         """Whether an access token (its claims) is revoked: the token, its session, or every
         token of its user up to its `iat`. From memory when the set is known to be complete,
         else one primary-key read."""
@@ -187,7 +188,7 @@ class Sessions:
             return self.revocations.covers(claims)
         return self._revoked.first(revocation_parameters(claims)) is not None
 
-    def _check_standing(self, claims: Mapping[str, Any]) -> None:
+    def _check_standing(self, claims: RefreshClaims) -> None:
         """A refresh token's revocation and its user, from the database (memory keeps only
         what access tokens need): one read."""
         try:
@@ -203,7 +204,7 @@ class Sessions:
         if disabled_at is not None:
             raise AccountDisabled()
 
-    def _rotate(self, claims: dict[str, Any]) -> Tokens:
+    def _rotate(self, claims: RefreshClaims) -> Tokens:
         now = self._tokens.now()
         successor = None
         with self._database.session() as db:
@@ -214,12 +215,14 @@ class Sessions:
                 claims["sub"], row.session_id, not_after=row.expires_at, issued_at=now
             )
             # The conditional UPDATE is the atomic step: of any number of concurrent requests
-            # (threads, processes or instances) presenting one token, exactly one matches.
-            used = db.execute(
+            # (threads, processes or instances) presenting one token, exactly one matches. It
+            # runs on the session's connection, whose result has the count of rows matched.
+            use = (
                 update(RefreshToken)
                 .where(RefreshToken.jti == claims["jti"], RefreshToken.used_at.is_(None))
                 .values(used_at=now, replaced_by=refresh.jti)
-            ).rowcount
+            )
+            used = db.connection().execute(use).rowcount
             if used == 1:
                 db.add(self._row(refresh, row.session_id, row.user_id))
             else:

@@ -21,12 +21,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.dialects import postgresql
 
+from .claims import Claims
 from .db import Database, Revocation, user_key
 
 USER_PREFIX = user_key("")
@@ -79,7 +80,7 @@ class Revocations:
             if key.startswith(USER_PREFIX):
                 self._cutoffs[key] = max(revoked, self._cutoffs.get(key, 0))
 
-    def covers(self, claims: Mapping[str, Any]) -> bool:
+    def covers(self, claims: Claims) -> bool:
         """Whether an access token (its claims), its session, or every token of its user up to
         its `iat`, is revoked (only meaningful while `known`)."""
         session_id = claims.get("sid")
@@ -199,6 +200,9 @@ class Listener:
             Revocation.expires_at > bindparam("now"),
             or_(Revocation.revoked_at.is_(None), Revocation.revoked_at > bindparam("since")),
         )
-        sql = str(query.compile(dialect=postgresql.psycopg.dialect()))
+        # PostgreSQL's SQL as psycopg, the listener's driver, takes parameters. SQLAlchemy's
+        # dialect classes leave their constructor's arguments untyped.
+        dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+        sql = str(query.compile(dialect=dialect))
         parameters = {"now": now, "since": now - int(self._revocations.window_seconds)}
         return [tuple(row) for row in connection.execute(sql, parameters)]

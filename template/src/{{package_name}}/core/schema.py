@@ -45,10 +45,13 @@ BASELINE_TABLES = {
 
 
 @contextlib.contextmanager
-def _config(connection: Connection | None = None) -> Iterator[Config]:
-    """Alembic's configuration for the package's migrations, on `connection` if given."""
+def _config(
+    connection: Connection | None = None, stdout: io.StringIO | None = None
+) -> Iterator[Config]:
+    """Alembic's configuration for the package's migrations, on `connection` if given; what
+    its commands print goes to `stdout` (else nowhere)."""
     with as_file(files(PACKAGE) / "migrations") as location:
-        config = Config(stdout=io.StringIO())
+        config = Config(stdout=stdout or io.StringIO())
         config.set_main_option("script_location", str(location))
         config.set_main_option("path_separator", "os")
         versions = [str(Path(location) / "versions"), str(Path(location) / "custom")]
@@ -104,9 +107,10 @@ def _known_revisions() -> Iterator[None]:
 
 def history() -> str:
     """Every migration, newest first, as `alembic history` prints it."""
-    with _config() as config:
+    output = io.StringIO()
+    with _config(stdout=output) as config:
         command.history(config)
-        return config.stdout.getvalue()  # type: ignore[attr-defined]
+    return output.getvalue()
 
 
 def prepare(database: Database, *, development: bool) -> None:

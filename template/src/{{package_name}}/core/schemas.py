@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -152,7 +153,7 @@ class LogoutRequest(BaseModel):
     refresh_token: TokenText | None = None
 
 
-def describe_errors(errors: list[dict[str, Any]]) -> str:
+def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
     """Turn pydantic's error list into one sentence a person can act on."""
     parts = []
     for error in errors:
@@ -161,7 +162,10 @@ def describe_errors(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + "."
 
 
-def validate(model: type[BaseModel], data: Any) -> Any:
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: object) -> M:
     """Validate `data` against `model`, raising `ValidationFailed` with a readable message."""
     try:
         return model.model_validate(data)

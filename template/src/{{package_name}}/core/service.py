@@ -20,6 +20,7 @@ from sqlalchemy import delete
 
 from ..settings import Settings
 from . import openapi, schema
+from .claims import Claims
 from .clients import TrustedProxies, client_address
 from .cookies import RefreshCookie
 from .db import Database, DatabaseLimits, PasswordReset, User
@@ -154,7 +155,7 @@ class AuthService:
         users = UserService(database, hasher, PasswordPolicy(settings.password_min_strength))
         tokens = TokenService(keys, policy)
         sessions = Sessions(
-            Strategy(settings.refresh_strategy),
+            settings.refresh_strategy,
             database,
             tokens,
             _live_revocations(database, policy),
@@ -177,7 +178,7 @@ class AuthService:
             TrustedProxies.parse(settings.trusted_proxies),
             resets,
             RefreshCookie(secure=settings.environment != "development")
-            if settings.refresh_token_cookie and settings.refresh_strategy != "none"
+            if settings.refresh_token_cookie and settings.refresh_strategy is not Strategy.NONE
             else None,
         )
 
@@ -307,7 +308,7 @@ class AuthService:
         """Exchange a refresh token for new tokens."""
         return _token_response(self.sessions.refresh(refresh_token))
 
-    def change_password(self, claims: dict[str, Any], body: bytes, client: str) -> TokenResponse:
+    def change_password(self, claims: Claims, body: bytes, client: str) -> TokenResponse:
         """Change the caller's password (confirmed by the current one), end every session of
         theirs, this one included, and start a new one for the caller: its tokens are the
         answer. A wrong current password counts as a failed login."""
@@ -320,14 +321,14 @@ class AuthService:
         security_event("password_changed", user_id=user.id)
         return _token_response(self.sessions.start(user.id))
 
-    def logout_all(self, claims: dict[str, Any]) -> None:
+    def logout_all(self, claims: Claims) -> None:
         """End every session of the caller, on every device: every token issued to them up
         to now is refused from now on."""
         user_id = _user_id(claims)
         self.sessions.end_everywhere(user_id)
         security_event("logout_everywhere", user_id=user_id)
 
-    def delete_account(self, claims: dict[str, Any], body: bytes, client: str) -> None:
+    def delete_account(self, claims: Claims, body: bytes, client: str) -> None:
         """Delete the caller's account (confirmed by its password): every session ends, the
         username and address are free again."""
         confirmation = validate(PasswordConfirmation, parse_json(body))
@@ -337,7 +338,7 @@ class AuthService:
             self.sessions.end_everywhere(user.id, db)
         security_event("account_deleted", user_id=user.id)
 
-    def change_email(self, claims: dict[str, Any], body: bytes, client: str) -> UserOut:
+    def change_email(self, claims: Claims, body: bytes, client: str) -> UserOut:
         """Set or remove the caller's e-mail address (confirmed by the password: the address
         receives password resets, so a stolen access token alone must not change it)."""
         change = validate(EmailChange, parse_json(body))
@@ -370,12 +371,12 @@ class AuthService:
             raise InvalidResetToken()
         new_hash = self.users.new_password_hash(user, confirmation.new_password)
         with self.database.session() as db:
-            # Single use: of concurrent confirmations with one token, one deletes it.
-            used = db.execute(
-                delete(PasswordReset).where(
-                    PasswordReset.token_hash == token_hash, PasswordReset.expires_at > now
-                )
-            ).rowcount
+            # Single use: of concurrent confirmations with one token, one deletes it (on the
+            # session's connection, whose result has the count of rows deleted).
+            use = delete(PasswordReset).where(
+                PasswordReset.token_hash == token_hash, PasswordReset.expires_at > now
+            )
+            used = db.connection().execute(use).rowcount
             if used != 1:
                 raise InvalidResetToken()
             self.users.set_password_hash(db, user.id, new_hash)
@@ -400,7 +401,7 @@ class AuthService:
         self.resets.outbox.submit(self.resets.message(user.email, user.username, token))
         security_event("password_reset_requested", known=True, user_id=user.id)
 
-    def _confirmed(self, claims: dict[str, Any], password: str, client: str) -> User:
+    def _confirmed(self, claims: Claims, password: str, client: str) -> User:
         """The caller's user, once `password` proves it is theirs; guessing is throttled as
         logins are (and counts toward the same limits)."""
         self.throttle.count_request(client)
@@ -414,7 +415,7 @@ class AuthService:
         return user
 
     def logout(
-        self, claims: dict[str, Any], body: bytes, cookie_token: str | None = None
+        self, claims: Claims, body: bytes, cookie_token: str | None = None
     ) -> LogoutReport | None:
         """End the session of an authenticated access token (`claims`), then that of the
         refresh token in the body (or a browser client's cookie), if any. Return None when all
@@ -435,7 +436,7 @@ class AuthService:
         )
         return None if refused is None else _logout_report(refused)
 
-    def authenticate(self, token: str) -> dict[str, Any]:
+    def authenticate(self, token: str) -> Claims:
         """Return the claims of a valid access token that is not revoked; `sub` is the user id.
 
         No user lookup: for routes that need only who is calling. Any failure is an
@@ -444,7 +445,7 @@ class AuthService:
         """
         return self.check_not_revoked(self.verify(token))
 
-    def verify(self, token: str) -> dict[str, Any]:
+    def verify(self, token: str) -> Claims:
         """The claims of a valid access token, revoked or not: signature and claims only, no
         I/O (a token seen before is a memory lookup)."""
         with _refusals_logged():
@@ -456,7 +457,7 @@ class AuthService:
         thread hand-off)."""
         return self.sessions.revocations_known
 
-    def check_not_revoked(self, claims: dict[str, Any]) -> dict[str, Any]:
+    def check_not_revoked(self, claims: Claims) -> Claims:
         """Return `claims` if neither the token nor its login is revoked: from memory, or one
         database read (see `revocations_in_memory`)."""
         with _refusals_logged():
@@ -468,7 +469,7 @@ class AuthService:
         """Return the user an access token belongs to; any failure is an `InvalidToken`."""
         return self.user_of(self.verify(token))
 
-    def user_of(self, claims: dict[str, Any]) -> UserOut:
+    def user_of(self, claims: Claims) -> UserOut:
         """The user of verified `claims`, if neither token nor login is revoked: one read
         (the revocations from memory, or in the same read)."""
         with _refusals_logged():
@@ -531,7 +532,7 @@ def _token_endpoint_errors() -> Iterator[None]:
         raise TokenEndpointError(exc) from exc
 
 
-def _user_id(claims: dict[str, Any]) -> uuid.UUID:
+def _user_id(claims: Claims) -> uuid.UUID:
     """The user id of verified claims (the service signed them: `sub` is a user id)."""
     try:
         return uuid.UUID(claims["sub"])

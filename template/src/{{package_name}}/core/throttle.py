@@ -27,13 +27,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Float,
     Integer,
-    Row,
     bindparam,
     case,
     delete,
@@ -67,6 +67,14 @@ MAX_BACKOFF_LIMIT = QUIET_SECONDS
 _table = ThrottleCounter.__table__
 _key, _hits = _table.c.key, _table.c.hits
 _window_ends_at, _blocked_until = _table.c.window_ends_at, _table.c.blocked_until
+
+
+class _Counter(NamedTuple):
+    """A counter's row, as the changes of `Throttle._locked` read it."""
+
+    hits: int
+    window_ends_at: float
+    blocked_until: float
 
 
 @dataclass(frozen=True)
@@ -216,7 +224,8 @@ class Throttle:
         after a quiet day) and the block they earn, by the pair's or the account's limit."""
         limits = self.limits
         now, ends = bindparam("now", type_=Float), bindparam("ends", type_=Float)
-        pair, account = bindparam("pair"), bindparam("account")
+        pair: BindParameter[str] = bindparam("pair")
+        account: BindParameter[str] = bindparam("account")
         hits = case((_window_ends_at <= now, 1), else_=_hits + 1)
         free = case(
             (_key == pair, literal(limits.free_failures, Integer)),
@@ -241,7 +250,7 @@ class Throttle:
         )
 
     def _locked(
-        self, changes: Sequence[tuple[str, Callable[[Row | None], tuple[int, float, float]]]]
+        self, changes: Sequence[tuple[str, Callable[[_Counter | None], tuple[int, float, float]]]]
     ) -> list[tuple[int, float, float]]:
         """Without upserts: in one transaction, for each key in turn, lock its row (a write
         first, so SQLite takes its write lock before reading), read it, and store what the
@@ -257,16 +266,15 @@ class Throttle:
 
     @staticmethod
     def _change(
-        db: Session, key: str, change: Callable[[Row | None], tuple[int, float, float]]
+        db: Session, key: str, change: Callable[[_Counter | None], tuple[int, float, float]]
     ) -> tuple[int, float, float]:
         # Locks the row if there is one. If there is none, a row inserted meanwhile by another
         # transaction must not be read unlocked: insert, and on the conflict retry.
-        locked = db.execute(update(ThrottleCounter).where(_key == key).values(hits=_hits))
+        lock = update(ThrottleCounter).where(_key == key).values(hits=_hits)
         row = None
-        if locked.rowcount:
-            row = db.execute(
-                select(_hits, _window_ends_at, _blocked_until).where(_key == key)
-            ).one()
+        if db.connection().execute(lock).rowcount:  # the connection's result has the count
+            found = db.execute(select(_hits, _window_ends_at, _blocked_until).where(_key == key))
+            row = _Counter(*found.one())
         hits, window_ends_at, blocked_until = values = change(row)
         state = {"hits": hits, "window_ends_at": window_ends_at, "blocked_until": blocked_until}
         if row is None:
@@ -276,7 +284,7 @@ class Throttle:
         return values
 
 
-def _next_request(row: Row | None, now: float) -> tuple[int, float, float]:
+def _next_request(row: _Counter | None, now: float) -> tuple[int, float, float]:
     """`count_request`'s change, as `_count_statement` makes it."""
     if row is None or row.window_ends_at <= now:
         return 1, now + WINDOW_SECONDS, 0.0
@@ -284,7 +292,7 @@ def _next_request(row: Row | None, now: float) -> tuple[int, float, float]:
 
 
 def _next_failure(
-    row: Row | None, now: float, free: int, limits: ThrottleLimits
+    row: _Counter | None, now: float, free: int, limits: ThrottleLimits
 ) -> tuple[int, float, float]:
     """`login_failed`'s change of one row, as `_fail_statement` makes it."""
     hits = 1 if row is None or row.window_ends_at <= now else row.hits + 1

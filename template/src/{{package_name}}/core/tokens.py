@@ -12,13 +12,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol, TypeGuard
 
 import jwt
 
+from .claims import Claims, RefreshClaims
 from .errors import ExpiredToken, InvalidRequest, InvalidToken, MissingToken
 from .keys import EXTRA_ALGORITHMS, KeySet, accepted_algorithms
 
@@ -26,9 +27,14 @@ from .keys import EXTRA_ALGORITHMS, KeySet, accepted_algorithms
 MAX_TOKEN_LENGTH = 8192
 
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "token_type")
+#: Those of them that are strings; the others are times (`claims.Claims` has their types).
+STRING_CLAIMS = ("iss", "aud", "sub", "jti", "token_type")
 
 #: How many verified access tokens a process remembers (about 1 KiB each).
 VERIFIED_CACHE_SIZE = 4096
+
+#: Why a token whose `kid` names no key this service trusts now is refused.
+UNKNOWN_KEY = "The token was not signed by a key of this service."
 
 #: What is appended to the issuer to make the refresh tokens' audience.
 REFRESH_AUDIENCE_SUFFIX = "/refresh"
@@ -136,21 +142,21 @@ class VerifiedTokens:
 
     def __init__(self, size: int = VERIFIED_CACHE_SIZE) -> None:
         self._size = size
-        self._entries: dict[str, tuple[dict[str, Any], str]] = {}
+        self._entries: dict[str, tuple[Claims, str]] = {}
         self._lock = threading.Lock()
 
-    def get(self, token: str) -> tuple[dict[str, Any], str] | None:
+    def get(self, token: str) -> tuple[Claims, str] | None:
         """The claims of `token` (a copy the caller may change) and the `kid` that verified
         it, if it was verified before."""
         entry = self._entries.get(token)
-        return None if entry is None else (dict(entry[0]), entry[1])
+        return None if entry is None else (entry[0].copy(), entry[1])
 
-    def put(self, token: str, claims: dict[str, Any], kid: str) -> None:
+    def put(self, token: str, claims: Claims, kid: str) -> None:
         """Remember a token that passed every check, and the key that verified it."""
         with self._lock:
             if len(self._entries) >= self._size:
                 self._entries.pop(next(iter(self._entries)), None)
-            self._entries[token] = (dict(claims), kid)
+            self._entries[token] = (claims.copy(), kid)
 
     def discard(self, token: str) -> None:
         """Forget a token (it expired, or its key is no longer trusted)."""
@@ -166,10 +172,27 @@ MAX_TIME = 253402300799
 
 
 def _is_time(value: object) -> bool:
-    """A finite number of seconds (JSON parsing lets NaN, Infinity and huge integers through)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    """Whole seconds, as this service issues them (JSON parsing lets fractions, NaN, Infinity
+    and huge integers through)."""
+    if not isinstance(value, int) or isinstance(value, bool):
         return False
-    return -MAX_TIME <= value <= MAX_TIME  # False for NaN and the infinities too
+    return -MAX_TIME <= value <= MAX_TIME
+
+
+def _has_claim_types(claims: Mapping[str, object]) -> TypeGuard[Claims]:
+    """Whether every claim the service reads has the type it issues (PyJWT checks some of
+    them only when present, and times not at all when it is not told to check them)."""
+    return (
+        all(isinstance(claims.get(name), str) for name in STRING_CLAIMS)
+        and all(_is_time(claims.get(name)) for name in ("iat", "exp"))
+        and _is_time(claims.get("nbf", 0))
+        and isinstance(claims.get("sid", ""), str)
+    )
+
+
+def _is_refresh(claims: Claims) -> TypeGuard[RefreshClaims]:
+    """Whether access-shaped `claims` also have what a refresh token needs: its session."""
+    return "sid" in claims
 
 
 def _pyjwt() -> jwt.PyJWT:
@@ -227,7 +250,7 @@ class TokenService:
         `issued_at` and `jti` re-create a token issued before (the rotation's grace period)."""
         return self._issue(TokenType.REFRESH, subject, session_id, not_after, issued_at, jti)
 
-    def verify_access(self, token: str) -> dict[str, Any]:
+    def verify_access(self, token: str) -> Claims:
         """Return the claims of a valid access token, or raise an `InvalidToken`.
 
         The first time a token is seen it is verified in full; afterwards, its times.
@@ -240,18 +263,18 @@ class TokenService:
         claims, kid = remembered
         try:
             if self._keys.current().verification_key(kid) is None:
-                raise InvalidToken("The token was not signed by a key of this service.")
+                raise InvalidToken(UNKNOWN_KEY)
             self._check_times(claims)
         except InvalidToken:
             self.verified.discard(token)
             raise
         return claims
 
-    def verify_refresh(self, token: str) -> dict[str, Any]:
+    def verify_refresh(self, token: str) -> RefreshClaims:
         """Return the claims of a valid refresh token, or raise an `InvalidToken`."""
         claims, _ = self._verify(TokenType.REFRESH, token)
-        if not isinstance(claims.get("sid"), str):
-            raise InvalidToken()
+        if not _is_refresh(claims):
+            raise InvalidToken("A refresh token must name its session.")
         return claims
 
     def now(self) -> int:
@@ -301,18 +324,15 @@ class TokenService:
         remaining = expires - (now if issued_at is None else self.now())
         return IssuedToken(token=token, jti=jti, expires_in=remaining, expires_at=expires)
 
-    def _check_times(self, claims: dict[str, Any]) -> None:
+    def _check_times(self, claims: Claims) -> None:
         """Expiry, not-before and issued-at, by this service's clock, as PyJWT checks them."""
-        times = (claims["exp"], claims["iat"], claims.get("nbf", 0))
-        if not all(_is_time(value) for value in times):
-            raise InvalidToken("The token's times are not numbers.")
         now, leeway = self._clock(), self._policy.leeway_seconds
         if claims["exp"] <= now - leeway:
             raise ExpiredToken()
         if claims["iat"] > now + leeway or claims.get("nbf", 0) > now + leeway:
             raise InvalidToken("The token is not valid yet.")
 
-    def _verify(self, token_type: TokenType, token: str) -> tuple[dict[str, Any], str]:
+    def _verify(self, token_type: TokenType, token: str) -> tuple[Claims, str]:
         """The claims of a valid token of `token_type`, and the `kid` that verified it."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("The token is too large.")
@@ -322,9 +342,8 @@ class TokenService:
             if not token_type.has_typ(header.get("typ")):
                 raise InvalidToken(token_type.required)
             kid = header.get("kid")
-            key = keys.verification_key(kid)
-            if key is None:
-                raise InvalidToken("The token was not signed by a key of this service.")
+            if not isinstance(kid, str) or (key := keys.verification_key(kid)) is None:
+                raise InvalidToken(UNKNOWN_KEY)
             claims = self._jwt.decode(
                 token,
                 key,
@@ -346,7 +365,10 @@ class TokenService:
             raise InvalidToken() from exc
         if claims["token_type"] != token_type.value:
             raise InvalidToken(token_type.required)
-        if not isinstance(claims["jti"], str) or not isinstance(claims.get("sid", ""), str):
-            raise InvalidToken("The token's jti and sid must be strings.")
+        if not _has_claim_types(claims):
+            raise InvalidToken(
+                "The token's claims are not of the types this service issues (times are whole "
+                "seconds; jti and sid are strings)."
+            )
         self._check_times(claims)
         return claims, kid

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .claims import Claims
 from .db import REVOKED, Database, PasswordReset, RefreshToken, User, revocation_parameters
 from .errors import (
     AccountDisabled,
@@ -161,7 +160,7 @@ class UserService:
                 .values(disabled_at=datetime.now(UTC) if disabled else None)
             )
 
-    def by_subject(self, claims: Mapping[str, Any], check_revoked: bool = True) -> Profile:
+    def by_subject(self, claims: Claims, check_revoked: bool = True) -> Profile:
         """Return the user a token's `sub` names, or raise `UnknownUser`; unless told not to
         (the caller checked in memory), raise `RevokedToken` if the token is revoked. One
         read for both."""

@@ -56,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         docs_paths = ()
     app.state.auth = service
+    # FastAPI's documented way to replace the description; mypy refuses any assignment to a
+    # method, and the app's class is FastAPI's or FastAPIOffline's, so no subclass can do it.
     app.openapi = functools.partial(_openapi, app, service)  # type: ignore[method-assign]
     register_error_handlers(app)
     routers = [health.router, auth.router]

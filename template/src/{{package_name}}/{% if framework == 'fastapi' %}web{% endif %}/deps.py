@@ -19,7 +19,9 @@ from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.base import SecurityBase
 
+from ..core.claims import Claims
 from ..core.openapi import LOGIN_PATH, SCHEME
 from ..core.schemas import UserOut, json_body
 from ..core.service import AuthService
@@ -28,21 +30,24 @@ from ..core.tokens import bearer_token
 
 async def get_auth(request: Request) -> AuthService:
     """Return the app's auth service."""
-    return request.app.state.auth
+    auth: AuthService = request.app.state.auth
+    return auth
 
 
 AuthDep = Annotated[AuthService, Depends(get_auth)]
 
 
-class _Bearer(OAuth2PasswordBearer):
-    """The OAuth2 scheme as a dependency that also checks the bearer token."""
+class _Bearer(SecurityBase):
+    """A dependency that checks the bearer token (its `__call__`, in each subclass), declared
+    in OpenAPI as the OAuth2 password flow: FastAPI reads `model` and `scheme_name`."""
 
     def __init__(self) -> None:
-        super().__init__(tokenUrl=LOGIN_PATH, scheme_name=SCHEME, auto_error=False)
+        flow = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, scheme_name=SCHEME)
+        self.model, self.scheme_name = flow.model, flow.scheme_name
 
 
 class _AccessClaims(_Bearer):
-    async def __call__(self, request: Request) -> dict[str, Any]:  # type: ignore[override]
+    async def __call__(self, request: Request) -> Claims:
         """The claims of the caller's valid, unrevoked access token (`sub` is the user id)."""
         auth: AuthService = request.app.state.auth
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
@@ -52,7 +57,7 @@ class _AccessClaims(_Bearer):
 
 
 class _CurrentUser(_Bearer):
-    async def __call__(self, request: Request) -> UserOut:  # type: ignore[override]
+    async def __call__(self, request: Request) -> UserOut:
         """The caller's user: token checks, revocation and user lookup in one read."""
         auth: AuthService = request.app.state.auth
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
@@ -89,5 +94,5 @@ async def json_request_body(request: Request) -> bytes:
 
 
 ClientAddress = Annotated[str, Depends(client_address)]
-AccessClaims = Annotated[dict[str, Any], Depends(_AccessClaims())]
+AccessClaims = Annotated[Claims, Depends(_AccessClaims())]
 CurrentUser = Annotated[UserOut, Depends(_CurrentUser())]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,7 +20,7 @@ from ..core.errors import (
 from ..core.schemas import describe_errors
 
 
-def _response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+def _response(problem: Problem, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         problem.body, problem.status, headers={**(headers or {}), **problem.headers}
     )
@@ -42,7 +44,9 @@ def register_error_handlers(app: FastAPI) -> None:
     """Install the handlers so no framework default (HTML, list-shaped 422) reaches a client.
 
     Unexpected exceptions are answered by the `Guard` middleware: logged once, JSON 500.
+    (`exception_handler`, not Starlette's `add_exception_handler`, whose type admits only
+    handlers of any `Exception`.)
     """
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.exception_handler(ServiceError)(_service_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(HTTPException)(_http_error)

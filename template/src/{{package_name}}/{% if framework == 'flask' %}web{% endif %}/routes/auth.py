@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
 from ...core.schemas import GrantType, TokenResponse
 from ..deps import (
     auth_service,
     client_address,
+    current_claims,
     hashes_password,
     json_request_body,
     request_body,
@@ -54,7 +55,7 @@ def logout() -> Response:
     any. The bearer token is checked before the body is read. 204, or 200 with a report when
     the refresh token was refused (the bearer token's login has ended all the same)."""
     auth = auth_service()
-    report = auth.logout(g.claims, json_request_body(), _cookie())
+    report = auth.logout(current_claims(), json_request_body(), _cookie())
     headers = auth.logout_headers(request.headers.get)
     if report is None:
         return Response(status=204, headers=headers)
@@ -66,7 +67,7 @@ def logout() -> Response:
 def logout_all() -> tuple[str, int]:
     """End every session of the user, on every device: every token issued to them so far is
     refused from now on."""
-    auth_service().logout_all(g.claims)
+    auth_service().logout_all(current_claims())
     return "", 204
 
 
@@ -76,7 +77,7 @@ def logout_all() -> tuple[str, int]:
 def change_password() -> tuple[dict[str, Any], dict[str, str]]:
     """Change the password (403 `wrong_password` if `current_password` is not it). Every
     session of the user ends, this one too; the answer is a new login's tokens."""
-    tokens = auth_service().change_password(g.claims, json_request_body(), client_address())
+    tokens = auth_service().change_password(current_claims(), json_request_body(), client_address())
     return _delivered(tokens)
 
 

@@ -78,4 +78,5 @@ def _document() -> str:
         for path, operations in getattr(custom, "OPENAPI_PATHS", {}).items():
             document["paths"].setdefault(path, operations)
         extensions["openapi"] = json.dumps(document)
-    return extensions["openapi"]
+    described: str = extensions["openapi"]
+    return described

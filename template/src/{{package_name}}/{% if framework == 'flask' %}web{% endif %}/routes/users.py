@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g
+from flask import Blueprint
 
 from ...core.errors import NO_STORE
 from ..deps import (
     auth_service,
     client_address,
+    current_claims,
+    current_user,
     hashes_password,
     json_request_body,
     login_required,
@@ -23,7 +25,7 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 @login_required
 def read_me() -> tuple[dict[str, Any], dict[str, str]]:
     """Return the user the access token belongs to (never cached: it is personal data)."""
-    return g.user.model_dump(), NO_STORE
+    return current_user().model_dump(), NO_STORE
 
 
 @bp.put("/me/email")
@@ -32,7 +34,7 @@ def read_me() -> tuple[dict[str, Any], dict[str, str]]:
 def change_email() -> tuple[dict[str, Any], dict[str, str]]:
     """Set the address password resets go to (`null` removes it), confirmed by the password:
     409 `email_taken` if another account has it."""
-    user = auth_service().change_email(g.claims, json_request_body(), client_address())
+    user = auth_service().change_email(current_claims(), json_request_body(), client_address())
     return user.model_dump(), NO_STORE
 
 
@@ -42,5 +44,5 @@ def change_email() -> tuple[dict[str, Any], dict[str, str]]:
 def delete_me() -> tuple[str, int]:
     """Delete the account, confirmed by its password: every session ends, and the username
     and address can be registered again."""
-    auth_service().delete_account(g.claims, json_request_body(), client_address())
+    auth_service().delete_account(current_claims(), json_request_body(), client_address())
     return "", 204

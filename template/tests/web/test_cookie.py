@@ -114,3 +114,10 @@ def test_a_password_change_moves_the_new_login_into_the_cookie(cookie_api: Api) 
     assert reply.status == 200, reply.body
     assert "refresh_token" not in reply.body
     assert set_cookie(reply)["value"] != set_cookie(login)["value"]
+
+
+def test_a_refresh_without_any_token_says_what_to_send(cookie_api: Api) -> None:
+    reply = cookie_api.post("/auth/refresh", headers=BROWSER)  # the cookie is gone: logged out
+    assert reply.status == 400
+    assert reply.body["error"] == "invalid_request"
+    assert reply.body["detail"].startswith("No refresh token was sent")

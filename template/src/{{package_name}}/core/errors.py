@@ -45,6 +45,15 @@ class ValidationFailed(ServiceError):
     oauth_error = "invalid_request"
 
 
+class MissingRefreshToken(ValidationFailed):
+    """Raised when a refresh names no refresh token at all (no body, and no cookie)."""
+
+    detail = (
+        'No refresh token was sent: send it in the body (JSON {"refresh_token"} or RFC 6749\'s '
+        "form) or, from a browser in cookie mode, in the cookie; without one, log in again."
+    )
+
+
 class WeakPassword(ValidationFailed):
     """Raised when a new password is too easy to guess (`password_policy`); the detail says why
     and what to do instead."""

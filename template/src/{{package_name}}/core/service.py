@@ -30,6 +30,7 @@ from .errors import (
     InvalidCredentials,
     InvalidResetToken,
     InvalidToken,
+    MissingRefreshToken,
     NotFound,
     RevokedToken,
     ServiceError,
@@ -231,11 +232,9 @@ class AuthService:
         `cookie_token`: the refresh token of a browser client's cookie (`cookie_token_of`),
         used when the request names none; a refresh-only path then needs no body at all."""
         with _token_endpoint_errors():
-            if (
-                cookie_token is not None
-                and grants == (GrantType.REFRESH_TOKEN,)
-                and not body.strip()
-            ):
+            if grants == (GrantType.REFRESH_TOKEN,) and not body.strip():
+                if cookie_token is None:
+                    raise MissingRefreshToken()
                 return GrantType.REFRESH_TOKEN, {"refresh_token": cookie_token}
             grant, data = parse_token_request(content_type, body, grants)
             if cookie_token is not None and grant is GrantType.REFRESH_TOKEN:

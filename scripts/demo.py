@@ -45,7 +45,7 @@ def main() -> None:
     print("Installing it into its own virtual environment (demo/.venv) ...", flush=True)
     venv.create(DEMO / ".venv", with_pip=True)
     python = DEMO / ".venv" / "bin" / "python"
-    pip = [python, "-m", "pip", "--disable-pip-version-check", "-q", "install"]
+    pip: list[str | Path] = [python, "-m", "pip", "--disable-pip-version-check", "-q", "install"]
     subprocess.run([*pip, "-e", str(DEMO)], check=True)
     framework, package = answers["framework"], answers["package_name"]
     print(f"Starting its {framework} production server ...", flush=True)

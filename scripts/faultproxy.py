@@ -80,7 +80,7 @@ def parse_address(text: str) -> tuple[str, int]:
     return loopback(host), int(port)
 
 
-def reset(transport: asyncio.BaseTransport) -> None:
+def reset(transport: asyncio.Transport) -> None:
     """Close a connection with a TCP reset (SO_LINGER 0), as a crashed peer would."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
@@ -314,13 +314,17 @@ class FaultProxy:
         if self._thread is not None or self._closed:
             raise RuntimeError("a FaultProxy starts once")
         # A backlog for a benchmark's burst of pool connections.
-        self._listener = socket.create_server((self.listen_host, self.listen_port), backlog=512)
-        self._listener.setblocking(False)
-        self._port = self._listener.getsockname()[1]
+        listener = socket.create_server((self.listen_host, self.listen_port), backlog=512)
+        listener.setblocking(False)
+        self._listener = listener
+        self._port = listener.getsockname()[1]
         self.loop = asyncio.new_event_loop()
         started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
-            target=self._run, args=(started,), name=f"faultproxy-{self.port}", daemon=True
+            target=self._run,
+            args=(started, listener),
+            name=f"faultproxy-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         try:
@@ -390,12 +394,10 @@ class FaultProxy:
 
     # The loop thread's side
 
-    def _run(self, started: concurrent.futures.Future[None]) -> None:
+    def _run(self, started: concurrent.futures.Future[None], listener: socket.socket) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            listen = self.loop.create_server(
-                lambda: _End(None, "client", self), sock=self._listener
-            )
+            listen = self.loop.create_server(lambda: _End(None, "client", self), sock=listener)
             self._server = self.loop.run_until_complete(listen)
         except BaseException as exc:
             started.set_exception(exc)

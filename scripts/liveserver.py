@@ -25,7 +25,8 @@ def free_port() -> int:
     """Return a loopback port that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 #: The options of the rendered README's production uvicorn command: h11 bounds request heads
@@ -65,7 +66,7 @@ class RunningServer:
     """A server started by `server_process`: its URL, its process, what it printed."""
 
     url: str
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log: IO[bytes]
 
     @property
@@ -78,7 +79,8 @@ class RunningServer:
 
     def command_has(self, word: str) -> bool:
         """Whether `word` is part of the command that started the server."""
-        return any(word in str(part) for part in self.process.args)
+        command = self.process.args  # always a list here (`server_command`)
+        return any(word in str(part) for part in (command if isinstance(command, list) else []))
 
 
 @contextmanager
@@ -120,7 +122,9 @@ def server_process(
             stop(process)
 
 
-def wait_until_healthy(process: subprocess.Popen, url: str, log: IO[bytes], timeout: float) -> None:
+def wait_until_healthy(
+    process: subprocess.Popen[bytes], url: str, log: IO[bytes], timeout: float
+) -> None:
     """Poll /health until it answers 200; fail fast when the server process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -135,7 +139,7 @@ def wait_until_healthy(process: subprocess.Popen, url: str, log: IO[bytes], time
     raise ServerFailed(f"server did not answer /health within {timeout} s:\n{read(log)}")
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     """Stop the server's whole process group (gunicorn's workers too), by PID."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import IO, Any
 
 PRELOAD = (
     "pytest",
@@ -59,7 +60,7 @@ def preload() -> None:
             importlib.import_module(name)
 
 
-def run_child(request: dict) -> None:
+def run_child(request: dict[str, Any]) -> None:
     """In the forked child: become the project's test process, run pytest, exit with its code."""
     os.chdir(request["cwd"])
     os.environ.clear()
@@ -83,19 +84,19 @@ class SuiteRunner:
 
     def __init__(self, python: Path) -> None:
         self._python = python
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[str] | None = None
 
     def run(
         self, cwd: Path, env: dict[str, str], args: list[str], timeout: float
     ) -> tuple[int, str]:
         """Run `pytest args` in `cwd` with exactly `env`; return its exit code and output."""
-        process = self._started()
+        requests, answers = _pipes(self._started())
         with tempfile.NamedTemporaryFile(suffix=".log") as output:
             request = {"cwd": str(cwd), "env": env, "args": args, "output": output.name}
-            process.stdin.write(json.dumps(request) + "\n")
-            process.stdin.flush()
-            ready, _, _ = select.select([process.stdout], [], [], timeout)
-            answer = process.stdout.readline() if ready else ""
+            requests.write(json.dumps(request) + "\n")
+            requests.flush()
+            ready, _, _ = select.select([answers], [], [], timeout)
+            answer = answers.readline() if ready else ""
             text = Path(output.name).read_text(errors="replace")
         if not answer:
             self.close()
@@ -109,11 +110,11 @@ class SuiteRunner:
         if self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGKILL)
         self._process.wait()
-        self._process.stdin.close()
-        self._process.stdout.close()
+        for pipe in _pipes(self._process):
+            pipe.close()
         self._process = None
 
-    def _started(self) -> subprocess.Popen:
+    def _started(self) -> subprocess.Popen[str]:
         if self._process is None or self._process.poll() is not None:
             self._process = subprocess.Popen(
                 [str(self._python), __file__],
@@ -122,9 +123,16 @@ class SuiteRunner:
                 text=True,
                 start_new_session=True,
             )
-            if not self._process.stdout.readline():
+            if not _pipes(self._process)[1].readline():
                 raise RuntimeError("the suite runner did not start")
         return self._process
+
+
+def _pipes(process: subprocess.Popen[str]) -> tuple[IO[str], IO[str]]:
+    """The runner's stdin and stdout (it is always started with both)."""
+    if process.stdin is None or process.stdout is None:
+        raise RuntimeError("the suite runner has no pipes")
+    return process.stdin, process.stdout
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
-"""The template's own tooling is formatted and lint-clean, like the code it renders."""
+"""The template's own tooling is formatted, lint-clean and typed, like the code it renders."""
 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from conftest import BIN, ROOT, variant_of
 
@@ -17,6 +18,18 @@ def test_ruff_clean() -> None:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_scripts_pass_mypy_strict(tmp_path: Path) -> None:
+    """scripts/, as this repository's pyproject.toml configures mypy (strict)."""
+    result = subprocess.run(
+        [BIN / "mypy", "--cache-dir", tmp_path / "mypy-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_scheduling_keeps_a_variants_checks_together() -> None:

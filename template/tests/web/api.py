@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 PASSWORD = "correct horse battery"
+
+
+class Headers(Protocol):
+    """What tests read of a response's headers (each framework's own class): by name,
+    ignoring case."""
+
+    def __getitem__(self, name: str, /) -> str: ...
+
+    def __contains__(self, name: str, /) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -16,12 +24,15 @@ class Reply:
 
     status: int
     body: Any
-    headers: Mapping[str, str]
+    headers: Headers
     text: str = ""
 
 
 class Api:
     """The `auth` helper of flaskr's tests: register, log in and call routes as a user."""
+
+    #: The refresh strategy of the app, where a fixture makes apps of several to compare.
+    strategy: str = ""
 
     def request(self, method: str, path: str, **kwargs: Any) -> Reply:
         """Send one request through the framework's test client."""
@@ -44,7 +55,8 @@ class Api:
         form = {"grant_type": "password", "username": username, "password": password}
         reply = self.post("/auth/login", data=form)
         assert reply.status == 200, reply.body
-        return reply.body["access_token"]
+        token: str = reply.body["access_token"]
+        return token
 
     def signed_in(self, username: str = "alice") -> str:
         """Register `username` and return an access token for it."""

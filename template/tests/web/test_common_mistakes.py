@@ -7,6 +7,7 @@ from collections.abc import Callable
 import jwt
 import pytest
 
+from ..helpers import KeySet
 from .api import Api
 
 
@@ -77,7 +78,7 @@ def test_login_checks_the_password(api: Api) -> None:
     assert reply.body["error"] == "invalid_grant"
 
 
-def test_secret_is_not_hard_coded(api: Api, keys) -> None:
+def test_secret_is_not_hard_coded(api: Api, keys: KeySet) -> None:
     """The article hard-coded a 13-byte secret; ours come from settings, and a weak one fails."""
     token = api.signed_in()
     assert jwt.get_unverified_header(token)["kid"] == keys.kid

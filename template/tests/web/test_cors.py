@@ -1,18 +1,19 @@
 """Cross-origin requests: none allowed by default; an allowlist grants exactly its origins,
 credentials only with the refresh-token cookie; the JWK Set is public to every origin."""
 
-from collections.abc import Mapping
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from ..helpers import settings_with
-from .api import Api
+from ..helpers import Settings, settings_with
+from .api import Api, Headers
 
 APP = "https://app.example.com"
 OTHER = "https://evil.example.net"
 
 
-def preflight(api: Api, origin: str, path: str = "/users/me", **headers: str) -> Mapping[str, str]:
+def preflight(api: Api, origin: str, path: str = "/users/me", **headers: str) -> Headers:
     asked = {
         "Origin": origin,
         "Access-Control-Request-Method": "GET",
@@ -25,7 +26,7 @@ def preflight(api: Api, origin: str, path: str = "/users/me", **headers: str) ->
 
 
 @pytest.fixture
-def cors_api(make_api, settings) -> Api:
+def cors_api(make_api: Callable[[Settings], Api], settings: Settings) -> Api:
     return make_api(settings_with(settings, cors_allowed_origins=f"{APP}, http://localhost:5173"))
 
 
@@ -63,7 +64,7 @@ def test_another_origin_gets_no_grant(cors_api: Api) -> None:
     ids=["method", "header"],
 )
 def test_a_preflight_asking_for_more_than_the_api_uses_gets_no_grant(
-    cors_api: Api, asked: dict
+    cors_api: Api, asked: dict[str, Any]
 ) -> None:
     assert "Access-Control-Allow-Origin" not in preflight(cors_api, APP, **asked)
 
@@ -74,7 +75,7 @@ def test_the_jwk_set_is_public_to_every_origin(api: Api) -> None:
 
 
 def test_credentials_are_allowed_only_with_the_refresh_token_cookie(
-    make_api, settings, cors_api: Api
+    make_api: Callable[[Settings], Api], settings: Settings, cors_api: Api
 ) -> None:
     cookie_api = make_api(
         settings_with(settings, cors_allowed_origins=APP, refresh_token_cookie=True)

@@ -2,21 +2,24 @@
 another service, verifying with those keys alone, accepts."""
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
 from joserfc import jwt as jose_jwt
 from joserfc.errors import JoseError, SecurityWarning
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet as JWKSet
+from joserfc.jwk import KeySetSerialization
 
-from ..helpers import ALGORITHM, settings_with
+from ..helpers import ALGORITHM, KeySet, Settings, settings_with
 from .api import PASSWORD, Api
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
 HMAC = ALGORITHM.startswith("HS")
 
 
-def test_jwks(api: Api, keys) -> None:
+def test_jwks(api: Api, keys: KeySet) -> None:
     reply = api.get("/.well-known/jwks.json")
     if HMAC:
         assert reply.status == 404
@@ -35,7 +38,7 @@ def test_jwks(api: Api, keys) -> None:
     assert not PRIVATE_MEMBERS & set(jwk)
 
 
-def verify_elsewhere(token: str, jwks: dict, audience: str) -> dict:
+def verify_elsewhere(token: str, jwks: KeySetSerialization, audience: str) -> dict[str, Any]:
     """What the README tells another service to do, with an independent JOSE library: the
     keys of the JWK Set, the pinned algorithm, `iss`, `aud`, `exp` and the required claims;
     not the header `typ`, to show that the audience alone refuses refresh tokens."""
@@ -43,18 +46,21 @@ def verify_elsewhere(token: str, jwks: dict, audience: str) -> dict:
         leeway=30,
         iss={"essential": True, "value": "test-issuer"},
         aud={"essential": True, "value": audience},
-        **{name: {"essential": True} for name in ("sub", "iat", "exp", "jti")},
+        sub={"essential": True},
+        iat={"essential": True},
+        exp={"essential": True},
+        jti={"essential": True},
     )
     with warnings.catch_warnings():
         # joserfc flags "EdDSA" as deprecated by RFC 9864 (fully-specified "Ed25519").
         warnings.simplefilter("ignore", SecurityWarning)
-        verified = jose_jwt.decode(token, KeySet.import_key_set(jwks), algorithms=[ALGORITHM])
+        verified = jose_jwt.decode(token, JWKSet.import_key_set(jwks), algorithms=[ALGORITHM])
     claims_registry.validate(verified.claims)
     return verified.claims
 
 
 def test_another_service_accepts_access_tokens_and_refuses_refresh_tokens(
-    make_api, settings
+    make_api: Callable[[Settings], Api], settings: Settings
 ) -> None:
     api = make_api(settings_with(settings, refresh_strategy="stateless"))
     user = api.register("alice").body

@@ -1,8 +1,11 @@
 """POST /auth/login, the OAuth2 token endpoint (RFC 6749): the password grant as a form or
 JSON, and errors as section 5.2 says."""
 
+from typing import Any
+
 import pytest
 
+from ..helpers import Settings
 from .api import PASSWORD, Api, Reply
 
 WRONG_CREDENTIALS = {
@@ -23,7 +26,7 @@ def assert_token_error(reply: Reply, error: str, code: str) -> None:
     assert reply.headers["Cache-Control"] == "no-store"
 
 
-def test_login_with_the_oauth2_form(api: Api, settings) -> None:
+def test_login_with_the_oauth2_form(api: Api, settings: Settings) -> None:
     api.register("alice")
     reply = api.post(
         "/auth/login", data={"grant_type": "password", "username": "alice", "password": PASSWORD}
@@ -49,7 +52,7 @@ def test_token_responses_are_never_cached(api: Api) -> None:
 
 
 @pytest.mark.parametrize("grant", [{}, {"grant_type": "password"}], ids=["implied", "explicit"])
-def test_login_with_json(api: Api, grant: dict) -> None:
+def test_login_with_json(api: Api, grant: dict[str, Any]) -> None:
     """JSON logins may leave `grant_type` out: it is the password grant."""
     api.register("alice")
     reply = api.post("/auth/login", json={"username": "alice", "password": PASSWORD, **grant})
@@ -81,7 +84,7 @@ def test_wrong_password_and_unknown_user_get_the_same_invalid_grant(
         {"grant_type": "password", "username": "", "password": PASSWORD},
     ],
 )
-def test_incomplete_login_is_an_invalid_request(api: Api, body: dict) -> None:
+def test_incomplete_login_is_an_invalid_request(api: Api, body: dict[str, Any]) -> None:
     assert_token_error(api.post("/auth/login", data=body), "invalid_request", "validation_error")
 
 

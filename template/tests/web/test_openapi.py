@@ -3,10 +3,12 @@ interactive docs served from this service."""
 
 import re
 import secrets
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from ..helpers import settings_with
+from ..helpers import Settings, settings_with
 from .api import PASSWORD, Api, bearer
 
 #: Every operation of the contract; a variant without a feature leaves its routes out.
@@ -25,7 +27,7 @@ ALWAYS = {
 RESET = {("post", "/auth/password-reset"), ("post", "/auth/password-reset/confirm")}
 
 
-def operations(document: dict) -> set[tuple[str, str]]:
+def operations(document: dict[str, Any]) -> set[tuple[str, str]]:
     return {(method, path) for path, item in document["paths"].items() for method in item}
 
 
@@ -36,7 +38,12 @@ def test_the_description_declares_the_password_flow_at_the_login_route(api: Api)
     assert schemes == {
         "OAuth2PasswordBearer": {
             "type": "oauth2",
-            "flows": {"password": {"scopes": {}, "tokenUrl": "/auth/login"}},
+            "flows": {
+                "password": {
+                    "scopes": {"admin": "Manage the service's users"},  # claims.SCOPES
+                    "tokenUrl": "/auth/login",
+                }
+            },
         }
     }
     assert document["paths"]["/users/me"]["get"]["security"] == [{"OAuth2PasswordBearer": []}]
@@ -44,7 +51,9 @@ def test_the_description_declares_the_password_flow_at_the_login_route(api: Api)
     assert set(login_body) == {"application/x-www-form-urlencoded", "application/json"}
 
 
-def test_routes_a_variant_lacks_are_not_described(make_api, settings) -> None:
+def test_routes_a_variant_lacks_are_not_described(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
     """Routes a variant does not have are absent; the ones it has are all there."""
     full = make_api(settings_with(settings, refresh_strategy="rotating")).get("/openapi.json")
     assert operations(full.body) == ALWAYS | RESET | {
@@ -136,6 +145,8 @@ PRODUCTION = {"environment": "production", "argon2_time_cost": 2, "argon2_memory
 
 
 @pytest.mark.parametrize("path", ["/docs", "/openapi.json"])
-def test_docs_are_off_in_production_unless_asked_for(make_api, settings, path: str) -> None:
+def test_docs_are_off_in_production_unless_asked_for(
+    make_api: Callable[[Settings], Api], settings: Settings, path: str
+) -> None:
     assert make_api(settings_with(settings, **PRODUCTION)).get(path).status == 404
     assert make_api(settings_with(settings, api_docs=True, **PRODUCTION)).get(path).status == 200

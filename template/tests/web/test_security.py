@@ -10,7 +10,7 @@ import hmac
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import serialization
 
 from ..helpers import (
     ALGORITHM,
+    KeySet,
+    Settings,
     access_claims,
     b64,
     header_for,
@@ -36,7 +38,8 @@ HMAC_DIGESTS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashl
 @pytest.fixture
 def subject(api: Api) -> str:
     """A real user's id, so the only thing wrong with each token is the attack."""
-    return api.register("victim").body["id"]
+    user_id: str = api.register("victim").body["id"]
+    return user_id
 
 
 def assert_refused(api: Api, token: str) -> None:
@@ -50,7 +53,9 @@ def payload(claims: dict[str, Any]) -> bytes:
     return json.dumps(claims).encode()
 
 
-def test_a_correct_forgery_with_the_real_key_is_accepted(api: Api, keys, subject: str) -> None:
+def test_a_correct_forgery_with_the_real_key_is_accepted(
+    api: Api, keys: KeySet, subject: str
+) -> None:
     """The control: the forging helpers make tokens the service accepts, so refusals mean something."""
     token = sign_raw(keys, header_for(keys), payload(access_claims(subject)))
     reply = api.get("/users/me", token=token)
@@ -59,7 +64,7 @@ def test_a_correct_forgery_with_the_real_key_is_accepted(api: Api, keys, subject
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
-def test_unsigned_token(api: Api, keys, subject: str, alg: str) -> None:
+def test_unsigned_token(api: Api, keys: KeySet, subject: str, alg: str) -> None:
     header = b64(json.dumps(header_for(keys, alg=alg)).encode())
     assert_refused(api, f"{header}.{b64(payload(access_claims(subject)))}.")
 
@@ -70,12 +75,13 @@ def hmac_token(alg: str, secret: bytes, header: dict[str, Any], claims: dict[str
 
 
 @pytest.mark.parametrize("alg", [alg for alg in HMAC_DIGESTS if alg != ALGORITHM])
-def test_algorithm_confusion(api: Api, keys, subject: str, alg: str) -> None:
+def test_algorithm_confusion(api: Api, keys: KeySet, subject: str, alg: str) -> None:
     """An HMAC token keyed with what an attacker can know: the public key PEM, or our secret."""
-    if isinstance(keys.signing_key, bytes):
-        known = keys.signing_key
+    verifying_key = keys.current_key.verifying_key  # for HMAC, the secret
+    if isinstance(verifying_key, bytes):
+        known = verifying_key
     else:
-        known = keys.current_key.verifying_key.public_bytes(
+        known = verifying_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     token = hmac_token(alg, known, header_for(keys, alg=alg), access_claims(subject))
@@ -95,12 +101,14 @@ def test_algorithm_confusion(api: Api, keys, subject: str, alg: str) -> None:
     ],
     ids=["stripped", "truncated", "two-parts", "four-parts", "empty-part", "garbage", "junk"],
 )
-def test_broken_signature_or_structure(api: Api, keys, subject: str, mangle) -> None:
+def test_broken_signature_or_structure(
+    api: Api, keys: KeySet, subject: str, mangle: Callable[[str], str]
+) -> None:
     token = sign_raw(keys, header_for(keys), payload(access_claims(subject)))
     assert_refused(api, mangle(token))
 
 
-def test_all_zero_signature(api: Api, keys, subject: str) -> None:
+def test_all_zero_signature(api: Api, keys: KeySet, subject: str) -> None:
     """For ECDSA this is the "psychic signature" of CVE-2022-21449: r = s = 0."""
     token = sign_raw(keys, header_for(keys), payload(access_claims(subject)))
     head, body, signature = token.split(".")
@@ -108,7 +116,7 @@ def test_all_zero_signature(api: Api, keys, subject: str) -> None:
     assert_refused(api, f"{head}.{body}.{b64(bytes(length))}")
 
 
-def test_tampered_payload(api: Api, keys, subject: str) -> None:
+def test_tampered_payload(api: Api, keys: KeySet, subject: str) -> None:
     other = api.register("attacker").body["id"]
     head, _, signature = sign_raw(keys, header_for(keys), payload(access_claims(other))).split(".")
     assert_refused(api, f"{head}.{b64(payload(access_claims(subject)))}.{signature}")
@@ -149,13 +157,13 @@ def test_tampered_payload(api: Api, keys, subject: str) -> None:
         "exp-fraction",
     ],
 )
-def test_wrong_claim(api: Api, keys, subject: str, changes: dict[str, Any]) -> None:
+def test_wrong_claim(api: Api, keys: KeySet, subject: str, changes: dict[str, Any]) -> None:
     claims = {**access_claims(subject), **changes}
     assert_refused(api, sign_raw(keys, header_for(keys), payload(claims)))
 
 
 @pytest.mark.parametrize("claim", ["iss", "aud", "sub", "iat", "exp", "jti", "token_type"])
-def test_missing_claim(api: Api, keys, subject: str, claim: str) -> None:
+def test_missing_claim(api: Api, keys: KeySet, subject: str, claim: str) -> None:
     claims = access_claims(subject)
     del claims[claim]
     assert_refused(api, sign_raw(keys, header_for(keys), payload(claims)))
@@ -166,11 +174,11 @@ def test_missing_claim(api: Api, keys, subject: str, claim: str) -> None:
     ["unknown", "../../dev/null", "' OR '1'='1", "", 5, None, ["a"]],
     ids=["unknown", "path-traversal", "sql", "empty", "number", "null", "list"],
 )
-def test_kid_the_service_does_not_have(api: Api, keys, subject: str, kid: Any) -> None:
+def test_kid_the_service_does_not_have(api: Api, keys: KeySet, subject: str, kid: Any) -> None:
     assert_refused(api, sign_raw(keys, header_for(keys, kid=kid), payload(access_claims(subject))))
 
 
-def test_missing_kid(api: Api, keys, subject: str) -> None:
+def test_missing_kid(api: Api, keys: KeySet, subject: str) -> None:
     header = header_for(keys)
     del header["kid"]
     assert_refused(api, sign_raw(keys, header, payload(access_claims(subject))))
@@ -188,16 +196,15 @@ def listener() -> Iterator[tuple[str, socket.socket]]:
 
 @pytest.mark.parametrize("field", ["jku", "x5u", "jwk", "x5c"])
 def test_header_pointing_at_an_attacker_key(
-    api: Api, keys, subject: str, listener, field: str
+    api: Api, keys: KeySet, subject: str, listener: tuple[str, socket.socket], field: str
 ) -> None:
     url, server = listener
     attacker = keyset_of(key_material(name="attacker"))
-    values = {
-        "jku": url,
-        "x5u": url,
-        "jwk": attacker.current_key.public_jwk or {"kty": "oct", "k": b64(attacker.signing_key)},
-        "x5c": ["MIIB"],
-    }
+    jwk = attacker.current_key.public_jwk
+    if jwk is None:  # HMAC: the secret itself, as a JWK
+        assert isinstance(attacker.signing_key, bytes)
+        jwk = {"kty": "oct", "k": b64(attacker.signing_key)}
+    values = {"jku": url, "x5u": url, "jwk": jwk, "x5c": ["MIIB"]}
     for kid in (attacker.kid, keys.kid):
         header = header_for(attacker, kid=kid, **{field: values[field]})
         assert_refused(api, sign_raw(attacker, header, payload(access_claims(subject))))
@@ -205,17 +212,19 @@ def test_header_pointing_at_an_attacker_key(
         server.accept()
 
 
-def test_token_over_the_size_bound(api: Api, keys, subject: str) -> None:
+def test_token_over_the_size_bound(api: Api, keys: KeySet, subject: str) -> None:
     claims = access_claims(subject, padding="x" * 8192)
     assert_refused(api, sign_raw(keys, header_for(keys), payload(claims)))
 
 
 @pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"42", b"null", b"{not json", b""])
-def test_payload_that_is_not_a_json_object(api: Api, keys, body: bytes) -> None:
+def test_payload_that_is_not_a_json_object(api: Api, keys: KeySet, body: bytes) -> None:
     assert_refused(api, sign_raw(keys, header_for(keys), body))
 
 
-def test_previous_key_verifies_until_it_is_retired(make_api, settings) -> None:
+def test_previous_key_verifies_until_it_is_retired(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
     """A token signed with the old key works while the old key is listed, and not after."""
     old, new = key_material(name="old"), key_material(name="new")
     token = make_api(settings_with(settings, **key_settings(old))).signed_in("carol")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
 
-from ..helpers import header_for, settings_with, sign_raw
+from ..helpers import KeySet, Settings, header_for, settings_with, sign_raw
 from .api import PASSWORD, Api, Reply, bearer
 from .test_login import assert_token_error
 
@@ -18,20 +19,23 @@ STRATEGIES = ["none", "stateless", "rotating"]
 
 
 @pytest.fixture(params=STRATEGIES)
-def strategy_api(request, make_api: Callable, settings) -> Api:
+def strategy_api(
+    request: pytest.FixtureRequest, make_api: Callable[[Settings], Api], settings: Settings
+) -> Api:
     """The app with one refresh strategy."""
     api = make_api(settings_with(settings, refresh_strategy=request.param))
     api.strategy = request.param
     return api
 
 
-def login(api: Api, username: str = "alice") -> dict:
+def login(api: Api, username: str = "alice") -> dict[str, Any]:
     api.register(username)
     reply = api.post(
         "/auth/login", data={"grant_type": "password", "username": username, "password": PASSWORD}
     )
     assert reply.status == 200
-    return reply.body
+    tokens: dict[str, Any] = reply.body
+    return tokens
 
 
 def refresh(api: Api, token: str) -> Reply:
@@ -55,7 +59,7 @@ def test_logout_needs_a_bearer_token(strategy_api: Api) -> None:
     assert reply.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_refresh_route_exists_only_with_a_strategy(strategy_api: Api, settings) -> None:
+def test_refresh_route_exists_only_with_a_strategy(strategy_api: Api, settings: Settings) -> None:
     tokens = login(strategy_api)
     if strategy_api.strategy == "none":
         assert set(tokens) == {"access_token", "token_type", "expires_in"}
@@ -68,7 +72,9 @@ def test_refresh_route_exists_only_with_a_strategy(strategy_api: Api, settings) 
 
 
 @pytest.fixture(params=["stateless", "rotating"])
-def refreshing_api(request, make_api: Callable, settings) -> Api:
+def refreshing_api(
+    request: pytest.FixtureRequest, make_api: Callable[[Settings], Api], settings: Settings
+) -> Api:
     api = make_api(settings_with(settings, refresh_strategy=request.param))
     api.strategy = request.param
     return api
@@ -144,7 +150,9 @@ def test_refresh_refuses_other_grants_and_forms_without_one(refreshing_api: Api)
     assert_token_error(repeated, "invalid_request", "validation_error")
 
 
-def test_refresh_grant_at_the_token_endpoint_without_a_strategy(make_api, settings) -> None:
+def test_refresh_grant_at_the_token_endpoint_without_a_strategy(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
     api = make_api(settings_with(settings, refresh_strategy="none"))
     tokens = login(api)
     form = {"grant_type": "refresh_token", "refresh_token": tokens["access_token"]}
@@ -180,7 +188,7 @@ def test_logout_with_another_users_refresh_token_still_logs_out(refreshing_api: 
     ],
 )
 def test_logout_with_a_bad_refresh_token_still_logs_out(
-    refreshing_api: Api, body: dict, code: str
+    refreshing_api: Api, body: dict[str, Any], code: str
 ) -> None:
     tokens = login(refreshing_api)
     reply = refreshing_api.post("/auth/logout", headers=bearer(tokens["access_token"]), json=body)
@@ -196,7 +204,9 @@ def test_refresh_validation(refreshing_api: Api) -> None:
     assert_token_error(reply, "invalid_request", "validation_error")
 
 
-def test_replayed_refresh_token_revokes_the_whole_login(make_api: Callable, settings) -> None:
+def test_replayed_refresh_token_revokes_the_whole_login(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
     grace = {"refresh_reuse_grace_seconds": 0}
     api = make_api(settings_with(settings, refresh_strategy="rotating", **grace))
     tokens = login(api)
@@ -215,7 +225,7 @@ def test_replayed_refresh_token_revokes_the_whole_login(make_api: Callable, sett
 
 
 def test_a_replay_within_the_grace_period_gets_the_current_token(
-    make_api: Callable, settings
+    make_api: Callable[[Settings], Api], settings: Settings
 ) -> None:
     """Two tabs refreshing with one token: both get the same new refresh token, and the login
     lives on (REFRESH_REUSE_GRACE_SECONDS, 10 by default)."""
@@ -232,7 +242,9 @@ def test_a_replay_within_the_grace_period_gets_the_current_token(
     assert refresh(api, second["refresh_token"]).status == 200
 
 
-def test_rotation_never_extends_the_login(make_api: Callable, settings) -> None:
+def test_rotation_never_extends_the_login(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
     api = make_api(settings_with(settings, refresh_strategy="rotating", refresh_token_days=1))
     tokens = login(api)
     first_exp = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})["exp"]
@@ -240,7 +252,9 @@ def test_rotation_never_extends_the_login(make_api: Callable, settings) -> None:
     assert jwt.decode(rotated, options={"verify_signature": False})["exp"] == first_exp
 
 
-def test_logout_with_an_expired_refresh_token_still_logs_out(refreshing_api: Api, keys) -> None:
+def test_logout_with_an_expired_refresh_token_still_logs_out(
+    refreshing_api: Api, keys: KeySet
+) -> None:
     tokens = login(refreshing_api)
     claims = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})
     expired = {**claims, "iat": claims["iat"] - 7200, "exp": claims["iat"] - 3600}

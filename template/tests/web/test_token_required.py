@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import pytest
 
+from ..helpers import Settings
 from .api import Api
 
 PATH = "/test/token-only"
@@ -40,7 +41,9 @@ def test_a_tampered_token_is_refused_after_the_real_one_was_accepted(token_api: 
     assert reply.body["code"] == "invalid_token"
 
 
-def test_logout_in_another_process_is_enforced_here(token_api: Api, make_api, settings) -> None:
+def test_logout_in_another_process_is_enforced_here(
+    token_api: Api, make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
     """This app verified the token before; a logout through another app (another process or
     instance, sharing the database) stops it here too: at once on SQLite (every check reads
     the database), within a fraction of a second on PostgreSQL (a notification)."""

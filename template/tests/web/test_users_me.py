@@ -2,11 +2,13 @@
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
 
-from ..helpers import header_for, sign_raw
+from ..helpers import KeySet, header_for, sign_raw
 from .api import Api
 
 CHALLENGE_INVALID = 'Bearer error="invalid_token", error_description="The token is invalid."'
@@ -45,7 +47,7 @@ def test_each_user_sees_only_itself(api: Api) -> None:
     [{}, {"Authorization": "Basic YWxpY2U6cHc="}, {"Authorization": "Bearer"}],
     ids=["no-header", "basic-scheme", "empty-bearer"],
 )
-def test_without_a_token_the_challenge_has_no_error(api: Api, headers: dict) -> None:
+def test_without_a_token_the_challenge_has_no_error(api: Api, headers: dict[str, Any]) -> None:
     reply = api.request("GET", "/users/me", headers=headers)
     assert reply.status == 401
     assert reply.headers["WWW-Authenticate"] == "Bearer"
@@ -73,7 +75,7 @@ def test_forged_token_is_refused(api: Api) -> None:
     assert reply.body == {"detail": "The token is invalid.", "code": "invalid_token"}
 
 
-def test_expired_token_is_refused_with_its_own_code(api: Api, keys) -> None:
+def test_expired_token_is_refused_with_its_own_code(api: Api, keys: KeySet) -> None:
     token = api.signed_in()
     claims = jwt.decode(token, options={"verify_signature": False})
     claims["exp"] = int(time.time()) - 120  # beyond the default leeway (30 s)
@@ -86,7 +88,7 @@ def test_expired_token_is_refused_with_its_own_code(api: Api, keys) -> None:
     )
 
 
-def test_token_of_a_deleted_user_is_refused(api: Api, delete_user) -> None:
+def test_token_of_a_deleted_user_is_refused(api: Api, delete_user: Callable[[str], None]) -> None:
     token = api.signed_in("alice")
     delete_user("alice")
     reply = api.get("/users/me", token=token)

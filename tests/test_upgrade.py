@@ -114,9 +114,9 @@ def test_users_and_data_survive_the_update_to_migrations(
     package = answers["package_name"]
     upgraded = Project(project, answers).run(PYTHON, "-m", package, "db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout.strip() == "Upgraded the database from nothing to 0003."
+    assert upgraded.stdout.strip() == "Upgraded the database from nothing to 0004."
     current = Project(project, answers).run(PYTHON, "-m", package, "db", "current", env=env)
-    assert current.stdout.strip() == "0003 (up to date)"
+    assert current.stdout.strip() == "0004 (up to date)"
 
     with serve(project, answers, database_url) as url, httpx.Client(base_url=url) as client:
         login = client.post("/auth/login", data={"grant_type": "password", **credentials})

@@ -14,7 +14,9 @@ import argparse
 import sys
 import time
 
+from . import claims as project
 from .core import schema
+from .core.db import User
 from .core.errors import ConfigError, ServiceUnavailable
 from .core.keyring import KeyRing
 from .core.keys import generate_key_material
@@ -63,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("logout-all", "end every session of the user, on every device"),
     ):
         users.add_parser(command, help=help_text).add_argument("username")
+    for command, help_text in (
+        ("grant", "give the user scopes (roles); they reach its tokens at the next refresh"),
+        ("revoke", "take scopes from the user; gone from its tokens at the next refresh"),
+    ):
+        scoped = users.add_parser(command, help=help_text)
+        scoped.add_argument("username")
+        scoped.add_argument("scopes", nargs="+", metavar="scope", help="one of claims.SCOPES")
     return parser
 
 
@@ -136,6 +145,10 @@ def run_users(command: str, options: argparse.Namespace, settings: Settings) -> 
         user = auth.users.by_username(options.username)
         if user is None:
             raise ConfigError(f"no user is named {options.username!r}")
+        if command in {"grant", "revoke"}:
+            return (
+                f"{user.username}: scopes {_changed_scopes(auth, user, command, options.scopes)}."
+            )
         if command != "logout-all":
             auth.users.set_disabled(user.id, disabled=command == "disable")
         if command != "enable":
@@ -146,6 +159,20 @@ def run_users(command: str, options: argparse.Namespace, settings: Settings) -> 
         auth.database.dispose()
     done = {"disable": "disabled", "enable": "enabled", "logout-all": "logged out everywhere"}
     return f"{user.username}: {done[command]}."
+
+
+def _changed_scopes(auth: AuthService, user: User, command: str, scopes: list[str]) -> str:
+    """Grant or revoke scopes (known ones only: `claims.SCOPES`); what the user has now."""
+    unknown = sorted(set(scopes) - set(project.SCOPES))
+    if unknown:
+        known = ", ".join(sorted(project.SCOPES)) or "none yet"
+        raise ConfigError(
+            f"unknown scope {', '.join(unknown)}: the known ones are {known} "
+            f"(add yours to SCOPES in src/{__package__}/claims.py)"
+        )
+    held = set(user.scopes.split())
+    now = held | set(scopes) if command == "grant" else held - set(scopes)
+    return auth.users.set_scopes(user.id, now) or "none"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,11 +39,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.sql.selectable import SelectBase
 
 from .availability import Health, Watchdog
-from .claims import Claims, RefreshClaims
 from .errors import ValidationFailed
 
 if TYPE_CHECKING:
     import sqlite3
+
+    from .claims import Claims, RefreshClaims
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ class User(Base):
     email_key: Mapped[str | None] = mapped_column(String(254), unique=True, index=True)
     #: A disabled user cannot log in or refresh (`cli users disable`).
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    #: The user's scopes (roles), space-separated and sorted: the access token's `scope` claim
+    #: (`cli users grant|revoke`, `claims.SCOPES`).
+    scopes: Mapped[str] = mapped_column(String(1024), default="", server_default="")
 
 
 class Revocation(Base):

@@ -9,6 +9,7 @@ errors take RFC 6749's form instead (`TokenEndpointError`), which OAuth2 clients
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -171,6 +172,22 @@ class InvalidRequest(AuthError):
     def challenge(self) -> str:
         """Return the challenge with `error="invalid_request"` and a description."""
         return self._challenge_with("invalid_request")
+
+
+class InsufficientScope(AuthError):
+    """Raised when a valid access token lacks a scope the route requires (RFC 6750 section
+    3.1: 403, and the challenge names the scopes needed)."""
+
+    code = "insufficient_scope"
+    status = HTTPStatus.FORBIDDEN
+
+    def __init__(self, needed: Sequence[str]) -> None:
+        self.scopes = " ".join(sorted(needed))
+        super().__init__(f"This needs the scope {self.scopes}; the token does not carry it.")
+
+    def challenge(self) -> str:
+        """The challenge with `error="insufficient_scope"` and the `scope` needed."""
+        return f'{self._challenge_with("insufficient_scope")}, scope="{self.scopes}"'
 
 
 class MissingToken(AuthError):

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from .. import claims as project
 from .schemas import (
     FORM,
     EmailChange,
@@ -312,7 +313,7 @@ def document(features: Features, title: str, version: str) -> dict[str, Any]:
             "securitySchemes": {
                 SCHEME: {
                     "type": "oauth2",
-                    "flows": {"password": {"scopes": {}, "tokenUrl": LOGIN_PATH}},
+                    "flows": {"password": {"scopes": dict(project.SCOPES), "tokenUrl": LOGIN_PATH}},
                 }
             },
         },

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -32,7 +32,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .claims import Claims, RefreshClaims
+from .claims import Claims, RefreshClaims, token_claims
 from .db import (
     REVOKED,
     Database,
@@ -47,6 +47,9 @@ from .errors import AccountDisabled, InvalidToken, RefreshTokenReused, RevokedTo
 from .events import security_event
 from .revocations import CHANNEL, USER_PREFIX, Revocations, payload
 from .tokens import IssuedToken, TokenService
+
+#: The users table's columns, as `User`'s attributes are named.
+USER_COLUMNS = tuple(column.key for column in User.__table__.columns)
 
 
 class Strategy(StrEnum):
@@ -81,9 +84,12 @@ class Sessions:
         self._database = database
         self._tokens = tokens
         self._revoked = database.prepare(REVOKED)
-        # Whether a refresh token's user still exists, is enabled, and its token is not revoked.
+        # The refresh token's user (to refuse a deleted or disabled one, and to make the new
+        # access token's claims from) and whether the token is revoked, in one read.
         self._standing = database.prepare(
-            select(User.disabled_at, REVOKED.exists()).where(User.id == bindparam("user_id"))
+            select(*(getattr(User, name) for name in USER_COLUMNS), REVOKED.exists()).where(
+                User.id == bindparam("user_id")
+            )
         )
         self._cutoff = database.prepare(
             select(Revocation.revoked_at).where(Revocation.id == bindparam("user_key"))
@@ -99,32 +105,39 @@ class Sessions:
         """Whether `is_revoked` answers from memory now (no database round trip)."""
         return self.revocations is not None and self.revocations.known
 
-    def start(self, user_id: uuid.UUID) -> Tokens:
-        """Begin a session at login (after the user's last cut-off second, `wait_past_cutoff`)."""
-        self.wait_past_cutoff(user_id)
-        subject = str(user_id)
+    def start(self, user: User) -> Tokens:
+        """Begin a session at login (after the user's last cut-off second, `wait_past_cutoff`);
+        the access token carries the user's claims (`claims.token_claims`)."""
+        self.wait_past_cutoff(user.id)
+        subject, extra = str(user.id), token_claims(user)
         if self.strategy is Strategy.NONE:
-            return Tokens(self._tokens.issue_access(subject))
+            return Tokens(self._tokens.issue_access(subject, extra=extra))
         session_id = uuid.uuid4().hex
         refresh = self._tokens.issue_refresh(subject, session_id)
         if self.strategy is Strategy.ROTATING:
             with self._database.session() as db:
-                db.add(self._row(refresh, session_id, user_id))
-        access = self._tokens.issue_access(subject, session_id, not_after=refresh.expires_at)
+                db.add(self._row(refresh, session_id, user.id))
+        access = self._tokens.issue_access(
+            subject, session_id, not_after=refresh.expires_at, extra=extra
+        )
         return Tokens(access, refresh)
 
     def refresh(self, token: str) -> Tokens:
         """Exchange a refresh token for new tokens, or raise an `InvalidToken` (or
         `AccountDisabled`): its user must still exist and be enabled."""
         claims = self._tokens.verify_refresh(token)
-        self._check_standing(claims)
+        # The user's claims as the database has them now: a role granted or revoked since the
+        # last refresh shows in the new access token.
+        extra = token_claims(self._check_standing(claims))
         subject, session_id = claims["sub"], claims["sid"]
         if self.strategy is Strategy.STATELESS:
             remaining = claims["exp"] - self._tokens.now()
             refresh = IssuedToken(token, claims["jti"], remaining, claims["exp"])
-            access = self._tokens.issue_access(subject, session_id, not_after=claims["exp"])
+            access = self._tokens.issue_access(
+                subject, session_id, not_after=claims["exp"], extra=extra
+            )
             return Tokens(access, refresh)
-        return self._rotate(claims)
+        return self._rotate(claims, extra)
 
     def end(self, access_claims: Claims, refresh_token: str | None) -> ServiceError | None:
         """Log out: revoke the access token and its session, then the refresh token's session
@@ -188,9 +201,9 @@ class Sessions:
             return self.revocations.covers(claims)
         return self._revoked.first(revocation_parameters(claims)) is not None
 
-    def _check_standing(self, claims: RefreshClaims) -> None:
-        """A refresh token's revocation and its user, from the database (memory keeps only
-        what access tokens need): one read."""
+    def _check_standing(self, claims: RefreshClaims) -> User:
+        """A refresh token's user, once the database says the token is not revoked and the user
+        exists and is enabled (memory keeps only what access tokens need): one read."""
         try:
             user_id = uuid.UUID(claims["sub"])
         except ValueError as exc:
@@ -198,13 +211,15 @@ class Sessions:
         row = self._standing.first({"user_id": user_id, **revocation_parameters(claims)})
         if row is None:
             raise InvalidToken("The user of this token no longer exists.")
-        disabled_at, revoked = row
+        *columns, revoked = row
+        values = dict(zip(USER_COLUMNS, columns, strict=True))
         if revoked:
             raise RevokedToken()
-        if disabled_at is not None:
+        if values["disabled_at"] is not None:
             raise AccountDisabled()
+        return User(**values)
 
-    def _rotate(self, claims: RefreshClaims) -> Tokens:
+    def _rotate(self, claims: RefreshClaims, extra: Mapping[str, object]) -> Tokens:
         now = self._tokens.now()
         successor = None
         with self._database.session() as db:
@@ -237,7 +252,9 @@ class Sessions:
         if successor is not None:
             security_event("refresh_token_grace", user_id=row.user_id, session_id=row.session_id)
             refresh = successor
-        access = self._tokens.issue_access(claims["sub"], row.session_id, not_after=row.expires_at)
+        access = self._tokens.issue_access(
+            claims["sub"], row.session_id, not_after=row.expires_at, extra=extra
+        )
         return Tokens(access, refresh)
 
     def _successor(

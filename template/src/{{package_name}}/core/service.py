@@ -301,7 +301,7 @@ class AuthService:
             self.throttle.login_failed(account, client)
             raise
         self.throttle.login_succeeded(account, client)
-        return _token_response(self.sessions.start(user.id))
+        return _token_response(self.sessions.start(user))
 
     def refresh(self, refresh_token: str) -> TokenResponse:
         """Exchange a refresh token for new tokens."""
@@ -318,7 +318,7 @@ class AuthService:
             self.users.set_password_hash(db, user.id, new_hash)
             self.sessions.end_everywhere(user.id, db)
         security_event("password_changed", user_id=user.id)
-        return _token_response(self.sessions.start(user.id))
+        return _token_response(self.sessions.start(user))
 
     def logout_all(self, claims: Claims) -> None:
         """End every session of the caller, on every device: every token issued to them up

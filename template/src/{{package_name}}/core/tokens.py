@@ -231,11 +231,16 @@ class TokenService:
         return self._policy
 
     def issue_access(
-        self, subject: str, session_id: str | None = None, not_after: int | None = None
+        self,
+        subject: str,
+        session_id: str | None = None,
+        not_after: int | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> IssuedToken:
         """Sign an access token for the user whose id is `subject`, in login session
-        `session_id`; it never outlives `not_after` (the end of its login)."""
-        return self._issue(TokenType.ACCESS, subject, session_id, not_after)
+        `session_id`, with the `extra` claims (scope, yours); it never outlives `not_after`
+        (the end of its login)."""
+        return self._issue(TokenType.ACCESS, subject, session_id, not_after, extra=extra)
 
     def issue_refresh(
         self,
@@ -297,13 +302,14 @@ class TokenService:
         not_after: int | None = None,
         issued_at: int | None = None,
         jti: str | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> IssuedToken:
         now = self.now() if issued_at is None else issued_at
         expires = now + self._lifetimes[token_type]
         if not_after is not None:
             expires = min(expires, not_after)
         jti = jti or uuid.uuid4().hex
-        claims = {
+        claims: dict[str, object] = {
             "iss": self._policy.issuer,
             "aud": self._policy.audience_of(token_type),
             "sub": subject,
@@ -314,6 +320,7 @@ class TokenService:
         }
         if session_id is not None:
             claims["sid"] = session_id
+        claims.update(extra or {})
         keys = self._keys.current()
         token = self._jwt.encode(
             claims,

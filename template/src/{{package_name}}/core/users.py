@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -150,6 +151,14 @@ class UserService:
         """The user with this name (ignoring case), if any."""
         with self._database.session() as session:
             return session.scalar(select(User).where(User.username_key == username.lower()))
+
+    def set_scopes(self, user_id: uuid.UUID, scopes: Iterable[str]) -> str:
+        """Store the user's scopes (space-separated, sorted); they reach the user's access
+        tokens at the next login or refresh. Returns what was stored."""
+        value = " ".join(sorted(set(scopes)))
+        with self._database.session() as session:
+            session.execute(update(User).where(User.id == user_id).values(scopes=value))
+        return value
 
     def set_disabled(self, user_id: uuid.UUID, disabled: bool) -> None:
         """Disable or enable a user (the caller also cuts their tokens off)."""

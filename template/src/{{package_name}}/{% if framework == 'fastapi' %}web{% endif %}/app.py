@@ -80,14 +80,27 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+#: The template's routers: `core.openapi` describes their routes (those a variant offers).
+TEMPLATE_ROUTERS = (
+    health.router,
+    auth.router,
+    auth.refresh_router,
+    auth.reset_router,
+    users.router,
+    jwks.router,
+)
+
+
 def _openapi(app: FastAPI, service: AuthService) -> dict[str, Any]:
     """The contract's description, built by the core as for Flask (`core.openapi`), with your
-    routes (`routes/custom.py`) as FastAPI describes them."""
+    routes (`routes/custom.py`, or added to the app) as FastAPI describes them."""
     if app.openapi_schema is None:
         document = service.openapi(TITLE, version())
-        own = get_openapi(title=TITLE, version=version(), routes=custom.router.routes)
+        template_paths = {route.path for r in TEMPLATE_ROUTERS for route in r.routes}  # type: ignore[attr-defined]
+        own = get_openapi(title=TITLE, version=version(), routes=app.routes)
         for path, operations in own["paths"].items():
-            document["paths"].setdefault(path, operations)
+            if path not in template_paths:
+                document["paths"].setdefault(path, operations)
         schemas = document["components"]["schemas"]
         for name, schema in own.get("components", {}).get("schemas", {}).items():
             schemas.setdefault(name, schema)

@@ -18,10 +18,11 @@ from typing import Annotated, Any, TypeVar
 from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 from fastapi.security.base import SecurityBase
 
-from ..core.claims import Claims
+from .. import claims as project
+from ..core.claims import Claims, require_scopes
 from ..core.openapi import LOGIN_PATH, SCHEME
 from ..core.schemas import UserOut, json_body
 from ..core.service import AuthService
@@ -42,7 +43,7 @@ class _Bearer(SecurityBase):
     in OpenAPI as the OAuth2 password flow: FastAPI reads `model` and `scheme_name`."""
 
     def __init__(self) -> None:
-        flow = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, scheme_name=SCHEME)
+        flow = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, scheme_name=SCHEME, scopes=project.SCOPES)
         self.model, self.scheme_name = flow.model, flow.scheme_name
 
 
@@ -54,6 +55,15 @@ class _AccessClaims(_Bearer):
         if auth.revocations_in_memory:  # PostgreSQL's live set: no I/O, no hand-off
             return auth.check_not_revoked(claims)
         return await run_in_threadpool(auth.check_not_revoked, claims)
+
+
+class _Scoped(_AccessClaims):
+    async def __call__(  # type: ignore[override]  # FastAPI passes the scopes asked for
+        self, request: Request, security_scopes: SecurityScopes
+    ) -> Claims:
+        """The caller's claims, if the token carries every scope the route asks for (403
+        `insufficient_scope` if not)."""
+        return require_scopes(await super().__call__(request), security_scopes.scopes)
 
 
 class _CurrentUser(_Bearer):
@@ -95,4 +105,7 @@ async def json_request_body(request: Request) -> bytes:
 
 ClientAddress = Annotated[str, Depends(client_address)]
 AccessClaims = Annotated[Claims, Depends(_AccessClaims())]
+#: `Annotated[Claims, Security(scopes_required, scopes=["admin"])]`: the claims of a token that
+#: carries those scopes (README, "Roles"); the OpenAPI description lists them.
+scopes_required = _Scoped()
 CurrentUser = Annotated[UserOut, Depends(_CurrentUser())]

@@ -148,6 +148,18 @@ TEST_SERVER_SETTINGS = {
 }
 
 
+def server_env(project: Project, state: Path, **settings: str) -> dict[str, str]:
+    """The environment of a variant's live server: in development, on SQLite and with its key
+    ring in `state`, with `settings` over that."""
+    return {
+        "PYTHONPATH": str(project.path / "src"),
+        "ENVIRONMENT": "development",
+        "DATABASE_URL": f"sqlite:///{state / 'live.db'}",
+        "JWT_KEYS_DIR": str(state / "keys"),
+        **settings,
+    }
+
+
 @dataclass(frozen=True)
 class LiveServer:
     """A variant's production server on a loopback port, and what it was rendered with."""
@@ -182,12 +194,7 @@ def live_server(render, tmp_path_factory) -> Iterator[Any]:
             stack.close()
             current.clear()
             state = tmp_path_factory.mktemp("server-state")
-            env = {
-                "PYTHONPATH": str(project.path / "src"),
-                "DATABASE_URL": f"sqlite:///{state / 'live.db'}",
-                "JWT_KEYS_DIR": str(state / "keys"),
-                **TEST_SERVER_SETTINGS,
-            }
+            env = server_env(project, state, **TEST_SERVER_SETTINGS)
             running = stack.enter_context(
                 server_process(project.path, project.framework, project.package, PYTHON, env=env)
             )

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import FRAMEWORKS, PYTHON, TEST_SERVER_SETTINGS
+from conftest import FRAMEWORKS, PYTHON, TEST_SERVER_SETTINGS, server_env
 from liveserver import server_process
 from pages import serve_pages
 
@@ -136,18 +136,16 @@ def api(request, tmp_path_factory, origins: Origins) -> Iterator[str]:
     render = request.getfixturevalue("render")
     project = render(framework=request.param, jwt_algorithm="EdDSA")
     state = tmp_path_factory.mktemp("browser-server")
-    env = {
-        "PYTHONPATH": str(project.path / "src"),
-        "ENVIRONMENT": "development",
-        "DATABASE_URL": f"sqlite:///{state / 'live.db'}",
-        "JWT_KEYS_DIR": str(state / "keys"),
+    env = server_env(
+        project,
+        state,
         **TEST_SERVER_SETTINGS,
-        "REFRESH_TOKEN_COOKIE": "true",
-        "CORS_ALLOWED_ORIGINS": origins.allowed,
+        REFRESH_TOKEN_COOKIE="true",
+        CORS_ALLOWED_ORIGINS=origins.allowed,
         # A refresh token presented twice is always a reuse: a refresh that worked proves that
         # no one (no forged request) had used the token before.
-        "REFRESH_REUSE_GRACE_SECONDS": "0",
-    }
+        REFRESH_REUSE_GRACE_SECONDS="0",
+    )
     with server_process(project.path, project.framework, project.package, PYTHON, env=env) as s:
         yield s.url
 

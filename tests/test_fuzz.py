@@ -45,7 +45,15 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BIN, FRAMEWORKS, PYTHON, ROOT, TEST_SERVER_SETTINGS, variant_id
+from conftest import (
+    BIN,
+    FRAMEWORKS,
+    PYTHON,
+    ROOT,
+    TEST_SERVER_SETTINGS,
+    server_env,
+    variant_id,
+)
 from liveserver import RunningServer, server_process
 
 #: The seed of every run, so that a failure comes back on the next run.
@@ -408,15 +416,13 @@ def fuzzed(request, render, tmp_path_factory) -> Iterator[Fuzzed]:
     both runs against it, started together."""
     project = render(**request.param)
     state = tmp_path_factory.mktemp("fuzz")
-    env = {
-        "PYTHONPATH": str(project.path / "src"),
-        "ENVIRONMENT": "development",
-        "DATABASE_URL": f"sqlite:///{state / 'fuzz.db'}",
-        "JWT_KEYS_DIR": str(state / "keys"),
+    env = server_env(
+        project,
+        state,
         **TEST_SERVER_SETTINGS,
         # One user takes every wrong password of the run with a token: never throttle it.
-        "THROTTLE_ACCOUNT_FREE_FAILURES": "1000000",
-    }
+        THROTTLE_ACCOUNT_FREE_FAILURES="1000000",
+    )
     with server_process(
         project.path, project.framework, project.package, PYTHON, env=env
     ) as server:

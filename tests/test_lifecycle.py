@@ -37,7 +37,7 @@ import httpx
 import jwt
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import FRAMEWORKS, PYTHON, Project, variant_id, wait_for
+from conftest import FRAMEWORKS, PYTHON, Project, server_env, variant_id, wait_for
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from liveserver import RunningServer, server_process
@@ -152,14 +152,7 @@ def _parent(pid: int) -> int | None:
 def start(project: Project, state: Path, settings: dict[str, str]) -> Iterator[Server]:
     """The variant's production server (the README's command) on SQLite in `state`, with
     `settings` over development defaults; no traceback in its output by the end."""
-    env = {
-        "PYTHONPATH": str(project.path / "src"),
-        "ENVIRONMENT": "development",
-        "DATABASE_URL": f"sqlite:///{state / 'live.db'}",
-        "JWT_KEYS_DIR": str(state / "keys"),
-        "TRUSTED_PROXIES": "127.0.0.1",
-        **settings,
-    }
+    env = server_env(project, state, **{"TRUSTED_PROXIES": "127.0.0.1", **settings})
     with server_process(project.path, project.framework, project.package, PYTHON, env=env) as run:
         yield Server(run, project)
         assert "Traceback" not in run.output(), run.output()[-3000:]

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import TEST_SERVER_SETTINGS, FRAMEWORKS, PYTHON, STRATEGIES
+from conftest import FRAMEWORKS, PYTHON, STRATEGIES, TEST_SERVER_SETTINGS
 from liveserver import running_server
 
 PASSWORD = "correct horse battery"

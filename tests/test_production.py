@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import jwt
 import pytest
-from conftest import TEST_SERVER_SETTINGS, FRAMEWORKS, PYTHON
+from conftest import FRAMEWORKS, PYTHON, TEST_SERVER_SETTINGS
 from faultproxy import FaultProxy
 from hostile import (
     probe_latencies,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from conftest import TEST_SERVER_SETTINGS, FRAMEWORKS, PYTHON
+from conftest import FRAMEWORKS, PYTHON, TEST_SERVER_SETTINGS
 from liveserver import RunningServer, server_process
 
 PASSWORD = "correct horse battery"

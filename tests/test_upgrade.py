@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import TEST_SERVER_SETTINGS, PYTHON, ROOT, Project
+from conftest import PYTHON, ROOT, TEST_SERVER_SETTINGS, Project
 from liveserver import running_server
 from test_update import copier, files_with_conflicts, git
 

@@ -36,10 +36,14 @@ Email = Annotated[
 ]
 
 
-class Registration(BaseModel):
-    """Body of `POST /auth/register`."""
+class Body(BaseModel):
+    """A request body: a field it does not know is an error, not ignored (a typo says so)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Registration(Body):
+    """Body of `POST /auth/register`."""
 
     username: Username
     password: Password
@@ -70,45 +74,35 @@ class UserOut(BaseModel):
     email: str | None = None
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(Body):
     """Body of `POST /auth/password`: the current password (any, so a policy change never
     locks anyone out) and the new one (checked by the password policy)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     current_password: AnyCredential
     new_password: Password
 
 
-class PasswordConfirmation(BaseModel):
+class PasswordConfirmation(Body):
     """Body of `DELETE /users/me`: the account's password."""
-
-    model_config = ConfigDict(extra="forbid")
 
     password: AnyCredential
 
 
-class EmailChange(BaseModel):
+class EmailChange(Body):
     """Body of `PUT /users/me/email`: the new address (null removes it) and the password."""
-
-    model_config = ConfigDict(extra="forbid")
 
     email: Email | None
     password: AnyCredential
 
 
-class PasswordResetRequest(BaseModel):
+class PasswordResetRequest(Body):
     """Body of `POST /auth/password-reset`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     email: Email
 
 
-class PasswordResetConfirmation(BaseModel):
+class PasswordResetConfirmation(Body):
     """Body of `POST /auth/password-reset/confirm`: the token from the message, a new password."""
-
-    model_config = ConfigDict(extra="forbid")
 
     token: Annotated[
         str, StringConstraints(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")

@@ -2,11 +2,11 @@
 requests that send `X-Requested-With` use it (the CSRF defence); others use the body as before.
 tests/test_browser.py in the template drives the same in a real browser."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 
-from ..helpers import settings_with
+from ..helpers import Settings, settings_with
 from .api import PASSWORD, Api, Reply, bearer
 
 BROWSER = {"X-Requested-With": "fetch"}
@@ -14,7 +14,7 @@ LOGIN = {"grant_type": "password", "username": "alice", "password": PASSWORD}
 
 
 @pytest.fixture
-def cookie_api(make_api, settings) -> Api:
+def cookie_api(make_api: Callable[[Settings], Api], settings: Settings) -> Api:
     api = make_api(settings_with(settings, refresh_strategy="rotating", refresh_token_cookie=True))
     assert api.register("alice").status == 201
     return api
@@ -49,7 +49,9 @@ def test_a_browser_login_gets_its_refresh_token_in_an_httponly_cookie(cookie_api
     assert "secure" not in cookie
 
 
-def test_outside_development_the_cookie_is_secure(make_api, settings) -> None:
+def test_outside_development_the_cookie_is_secure(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
     production = settings_with(
         settings,
         environment="production",

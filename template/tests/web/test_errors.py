@@ -3,6 +3,7 @@
 import pytest
 from sqlalchemy import text
 
+from ..helpers import Database
 from .api import Api
 
 
@@ -22,7 +23,9 @@ def test_wrong_method_is_a_json_405_with_allow(api: Api) -> None:
     assert {"GET", "DELETE"} <= allowed
 
 
-def test_server_failure_is_a_json_500_that_leaks_nothing(api: Api, database, caplog) -> None:
+def test_server_failure_is_a_json_500_that_leaks_nothing(
+    api: Api, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     with database.session() as session:
         session.execute(text("ALTER TABLE users RENAME TO users_elsewhere"))
     try:
@@ -81,7 +84,7 @@ def test_json_media_types_with_parameters_or_suffixes_are_json(api: Api) -> None
     ("path", "methods"),
     [("/users/me", {"GET", "HEAD", "DELETE", "OPTIONS"}), ("/auth/login", {"POST", "OPTIONS"})],
 )
-def test_options_lists_the_methods_of_the_resource(api: Api, path: str, methods: set) -> None:
+def test_options_lists_the_methods_of_the_resource(api: Api, path: str, methods: set[str]) -> None:
     """The same answer on both frameworks (RFC 9110 section 9.3.7); a browser's preflight gets
     the CORS answer instead (test_cors.py)."""
     reply = api.request("OPTIONS", path)

@@ -4,11 +4,14 @@ envelope, never a 500; security headers on every response; security events logge
 import json
 import stat
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 
-from ..helpers import header_for, settings_with, sign_raw
+from ..helpers import KeySet, Settings, header_for, settings_with, sign_raw
 from .api import PASSWORD, Api, bearer
 
 SECURITY_HEADERS = {
@@ -27,13 +30,15 @@ def test_every_response_carries_the_security_headers(api: Api, path: str) -> Non
     assert "Strict-Transport-Security" not in reply.headers  # development: no TLS in front
 
 
-def test_production_adds_hsts(make_api, settings) -> None:
+def test_production_adds_hsts(make_api: Callable[[Settings], Api], settings: Settings) -> None:
     production = {"environment": "production", "argon2_time_cost": 2, "argon2_memory_kib": 19456}
     api = make_api(settings_with(settings, **production))
     assert api.get("/health").headers["Strict-Transport-Security"].startswith("max-age=")
 
 
-def test_a_body_over_the_bound_is_refused_before_it_is_read(make_api, settings) -> None:
+def test_a_body_over_the_bound_is_refused_before_it_is_read(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
     api = make_api(settings_with(settings, max_body_bytes=1024))
     big = json.dumps({"username": "alice", "password": "x" * 2000}).encode()
     reply = api.post("/auth/register", content=big, headers={"Content-Type": "application/json"})
@@ -76,7 +81,9 @@ def test_control_characters_in_credentials_are_refused(api: Api, username: str) 
     [{"exp": 10**4000}, {"sid": ["a", "list"]}, {"jti": {"an": "object"}}, {"iat": -(10**30)}],
     ids=["huge-exp", "sid-list", "jti-object", "huge-negative-iat"],
 )
-def test_a_hand_made_token_with_odd_claims_is_a_401(api: Api, keys, changes: dict) -> None:
+def test_a_hand_made_token_with_odd_claims_is_a_401(
+    api: Api, keys: KeySet, changes: dict[str, Any]
+) -> None:
     user = api.register("alice").body
     claims = jwt.decode(api.login(), options={"verify_signature": False})
     payload = json.dumps({**claims, "sub": user["id"], **changes}).encode()
@@ -86,14 +93,16 @@ def test_a_hand_made_token_with_odd_claims_is_a_401(api: Api, keys, changes: dic
 
 
 @pytest.fixture
-def unreachable_api(make_api, settings, tmp_path) -> Api:
+def unreachable_api(make_api: Callable[[Settings], Api], settings: Settings, tmp_path: Path) -> Api:
     """An app whose SQLite database cannot be opened (its folder is gone)."""
     return make_api(
         settings_with(settings, database_url=f"sqlite:///{tmp_path / 'gone' / 'app.db'}")
     )
 
 
-def test_a_new_sqlite_database_is_private(make_api, settings, tmp_path) -> None:
+def test_a_new_sqlite_database_is_private(
+    make_api: Callable[[Settings], Api], settings: Settings, tmp_path: Path
+) -> None:
     path = tmp_path / "private.db"
     make_api(settings_with(settings, database_url=f"sqlite:///{path}")).get("/health")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -106,7 +115,7 @@ def test_readiness_answers_with_the_database(api: Api) -> None:
 
 
 def test_a_database_that_is_away_is_a_503_and_liveness_stays_up(
-    unreachable_api: Api, caplog
+    unreachable_api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
     ready = unreachable_api.get("/health/ready")
     assert ready.status == 503
@@ -126,7 +135,9 @@ def test_a_database_that_is_away_is_a_503_and_liveness_stays_up(
     assert "Traceback" not in caplog.text
 
 
-def test_security_events_are_logged_without_secrets(api: Api, security_events) -> None:
+def test_security_events_are_logged_without_secrets(
+    api: Api, security_events: list[dict[str, Any]]
+) -> None:
     user = api.register("alice").body
     form = {"grant_type": "password", "username": "alice", "password": "wrong password"}
     assert api.post("/auth/login", data=form).status == 400
@@ -155,7 +166,7 @@ def test_security_events_are_logged_without_secrets(api: Api, security_events) -
 
 
 def test_security_events_name_the_client_behind_a_trusted_proxy(
-    make_api, settings, security_events
+    make_api: Callable[[Settings], Api], settings: Settings, security_events: list[dict[str, Any]]
 ) -> None:
     """The address throttling uses, not the proxy's (the test clients' peers: 127.0.0.1, or
     no address at all, which `unix` trusts)."""
@@ -168,7 +179,7 @@ def test_security_events_name_the_client_behind_a_trusted_proxy(
 
 
 def test_a_replayed_refresh_token_is_logged_as_a_theft_signal(
-    make_api, settings, security_events
+    make_api: Callable[[Settings], Api], settings: Settings, security_events: list[dict[str, Any]]
 ) -> None:
     api = make_api(
         settings_with(settings, refresh_strategy="rotating", refresh_reuse_grace_seconds=0)
@@ -185,7 +196,9 @@ def test_a_replayed_refresh_token_is_logged_as_a_theft_signal(
     assert tokens["refresh_token"] not in json.dumps(security_events)
 
 
-def test_expired_tokens_are_not_logged_as_tracebacks(api: Api, keys, caplog) -> None:
+def test_expired_tokens_are_not_logged_as_tracebacks(
+    api: Api, keys: KeySet, caplog: pytest.LogCaptureFixture
+) -> None:
     user = api.register("alice").body
     claims = jwt.decode(api.login(), options={"verify_signature": False})
     expired = {**claims, "sub": user["id"], "exp": int(time.time()) - 3600}

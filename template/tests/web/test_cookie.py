@@ -55,6 +55,7 @@ def test_outside_development_the_cookie_is_secure(
     production = settings_with(
         settings,
         environment="production",
+        refresh_strategy="rotating",
         argon2_time_cost=2,
         argon2_memory_kib=19456,
         refresh_token_cookie=True,

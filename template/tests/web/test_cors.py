@@ -78,7 +78,12 @@ def test_credentials_are_allowed_only_with_the_refresh_token_cookie(
     make_api: Callable[[Settings], Api], settings: Settings, cors_api: Api
 ) -> None:
     cookie_api = make_api(
-        settings_with(settings, cors_allowed_origins=APP, refresh_token_cookie=True)
+        settings_with(
+            settings,
+            cors_allowed_origins=APP,
+            refresh_token_cookie=True,
+            refresh_strategy="rotating",  # the cookie carries a refresh token
+        )
     )
     assert preflight(cookie_api, APP)["Access-Control-Allow-Credentials"] == "true"
     reply = cookie_api.request("GET", "/health", headers={"Origin": APP})

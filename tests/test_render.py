@@ -199,6 +199,7 @@ DISTRIBUTION_OF = {
     "jwt": "pyjwt",
     "pydantic_settings": "pydantic-settings",
     "fastapi_offline": "fastapi-offline",
+    "swagger_ui": "swagger-ui-py",
 }
 #: Declared but never imported, on purpose: the production servers run the app.
 SERVERS = {"uvicorn", "gunicorn"}

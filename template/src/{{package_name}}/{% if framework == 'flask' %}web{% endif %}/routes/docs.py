@@ -4,8 +4,10 @@ when `API_DOCS` (or development) says so."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import swagger_ui
@@ -23,29 +25,29 @@ ASSETS_PATH = "/docs-assets"
 ASSETS = Path(swagger_ui.__file__).parent / "static"
 ASSET_FILES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css"})
 
-PAGE = """<!doctype html>
+PAGE = Template("""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>{title} - Swagger UI</title>
-<link rel="stylesheet" href="{assets}/swagger-ui.css">
+<title>$title - Swagger UI</title>
+<link rel="stylesheet" href="$assets/swagger-ui.css">
 </head>
 <body>
 <div id="swagger-ui"></div>
-<script src="{assets}/swagger-ui-bundle.js"></script>
+<script src="$assets/swagger-ui-bundle.js"></script>
 <script>
-SwaggerUIBundle({{
+SwaggerUIBundle({
   url: "/openapi.json",
   dom_id: "#swagger-ui",
   layout: "BaseLayout",
   deepLinking: true,
   persistAuthorization: false,
   presets: [SwaggerUIBundle.presets.apis],
-}});
+});
 </script>
 </body>
 </html>
-"""
+""")
 
 
 @bp.get("/openapi.json")
@@ -57,7 +59,7 @@ def openapi() -> Response:
 @bp.get(DOCS_PATH)
 def docs() -> Response:
     """Swagger UI: its Authorize button logs in at the token endpoint."""
-    page = PAGE.format(title=TITLE, assets=ASSETS_PATH)
+    page = PAGE.substitute(title=html.escape(TITLE), assets=ASSETS_PATH)
     return Response(page, mimetype="text/html")
 
 

@@ -92,7 +92,7 @@ def test_register(client: LiveClient) -> None:
     response = client.post("/auth/register", json={"username": username, "password": PASSWORD})
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "username"}
+    assert body == {"id": body["id"], "username": username, "email": None}
     assert body["username"] == username
 
 
@@ -182,7 +182,7 @@ def test_users_me(client: LiveClient) -> None:
     token = login(client, username)
     response = client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
-    assert response.json() == {"id": user_id, "username": username}
+    assert response.json() == {"id": user_id, "username": username, "email": None}
     assert response.headers["Cache-Control"] == "no-store"
 
 

@@ -266,7 +266,7 @@ def test_client_logs_in_and_calls_the_api_with_its_bearer_token(
     assert oauth.token["access_token"] == token["access_token"]
     me = oauth.get("/users/me")
     assert me.status_code == 200, me.text
-    assert me.json() == {"id": user_id, "username": username}
+    assert me.json() == {"id": user_id, "username": username, "email": None}
 
 
 @pytest.mark.parametrize("answers", CLIENT_VARIANTS)

@@ -136,15 +136,14 @@ def api(request, tmp_path_factory, origins: Origins) -> Iterator[str]:
     render = request.getfixturevalue("render")
     project = render(framework=request.param, jwt_algorithm="EdDSA")
     state = tmp_path_factory.mktemp("browser-server")
+    # TEST_SERVER_SETTINGS have no refresh grace period: a refresh token presented twice is
+    # always a reuse, so a refresh that worked proves no one (no forged request) used it before.
     env = server_env(
         project,
         state,
         **TEST_SERVER_SETTINGS,
         REFRESH_TOKEN_COOKIE="true",
         CORS_ALLOWED_ORIGINS=origins.allowed,
-        # A refresh token presented twice is always a reuse: a refresh that worked proves that
-        # no one (no forged request) had used the token before.
-        REFRESH_REUSE_GRACE_SECONDS="0",
     )
     with server_process(project.path, project.framework, project.package, PYTHON, env=env) as s:
         yield s.url

@@ -213,13 +213,6 @@ class AuthService:
         refresh = (GrantType.REFRESH_TOKEN,) if self.refresh_enabled else ()
         return (GrantType.PASSWORD, *refresh)
 
-    def token(
-        self, content_type: str | None, body: bytes, grants: tuple[GrantType, ...], client: str
-    ) -> TokenResponse:
-        """The token endpoint (RFC 6749): parse the request, run its grant, and answer
-        refusals as section 5.2 says. `grants` are those this path offers."""
-        return self.grant(self.token_request(content_type, body, grants), client)
-
     def token_request(
         self,
         content_type: str | None,
@@ -227,7 +220,9 @@ class AuthService:
         grants: tuple[GrantType, ...],
         cookie_token: str | None = None,
     ) -> tuple[GrantType, dict[str, Any]]:
-        """Parse a token request (no I/O): its grant, and its parameters. Async callers look at
+        """The token endpoint (RFC 6749), first half: parse a token request (no I/O) into its
+        grant and parameters (`grant` runs it; refusals are answered as section 5.2 says; `grants`
+        are those this path offers). Async callers look at
         the grant to run a password grant where hashing waits its turn (`PasswordHasher`).
         `cookie_token`: the refresh token of a browser client's cookie (`cookie_token_of`),
         used when the request names none; a refresh-only path then needs no body at all."""

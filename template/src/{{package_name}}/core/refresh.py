@@ -264,9 +264,9 @@ class Sessions:
         after a lost response) if it is the immediate predecessor of the session's current
         token: hand out that current token again (same `jti`, same times). Otherwise, None:
         it is a reuse."""
-        if row.used_at is None or row.replaced_by is None:
+        if self.reuse_grace_seconds <= 0 or row.used_at is None or row.replaced_by is None:
             return None
-        if now - row.used_at >= self.reuse_grace_seconds:
+        if now - row.used_at >= self.reuse_grace_seconds:  # (a racing thread's `now` may be older)
             return None
         current = db.get(RefreshToken, row.replaced_by)
         if current is None or current.used_at is not None:

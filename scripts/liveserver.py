@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import frameworks
 import httpx
 
 
@@ -29,36 +30,16 @@ def free_port() -> int:
         return port
 
 
-#: The options of the rendered README's production uvicorn command: h11 bounds request heads
-#: (16 KiB), a bounded number of connections, short keep-alive; the client's address is the
-#: socket's (the service reads `X-Forwarded-For` itself, from `TRUSTED_PROXIES` only).
-UVICORN_OPTIONS = (
-    "--http",
-    "h11",
-    "--h11-max-incomplete-event-size",
-    "16384",
-    "--limit-concurrency",
-    "1000",
-    "--timeout-keep-alive",
-    "5",
-    "--no-server-header",
-    "--no-proxy-headers",
-)
-
-
 def server_command(
     python: Path, framework: str, package: str, port: int, app: str | None = None
 ) -> list[str]:
-    """The production server the rendered README documents: uvicorn (one worker, the README's
-    options) or gunicorn (its `gunicorn.conf.py`: gthread workers, one per core), serving
-    `<package>.asgi:app` / `<package>.wsgi:app` unless `app` says."""
-    if framework == "fastapi":
-        server = ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-        return [str(python), "-m", *server, *UVICORN_OPTIONS, app or f"{package}.asgi:app"]
-    bind = ["--bind", f"127.0.0.1:{port}"]
-    if app is not None:  # not a rendered project: no gunicorn.conf.py, two sync workers
-        bind += ["--workers", "2"]
-    return [str(python), "-m", "gunicorn", *bind, app or f"{package}.wsgi:app"]
+    """The production server the rendered README documents (`frameworks.TABLE`), serving the
+    rendered package's app, or `app` (then with the reference options)."""
+    row = frameworks.framework(framework)
+    command = row.command(port, app or row.app(package))
+    if app is not None:
+        command[-1:-1] = row.reference_options
+    return [str(python), "-m", *command]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import re
 import subprocess
 
 import psycopg
-from conftest import POSTGRES_ADMIN_URL, PYTHON, ROOT
+from projects import PYTHON, ROOT
+from servers import POSTGRES_ADMIN_URL
 
 ROUTES = ("/health", "/protected", "/users/me")
 

@@ -25,9 +25,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import FRAMEWORKS, PYTHON, TEST_SERVER_SETTINGS, server_env
 from liveserver import server_process
 from pages import serve_pages
+from projects import PYTHON
+from servers import TEST_SERVER_SETTINGS, server_env
+from variants import FRAMEWORKS
 
 try:
     from playwright.sync_api import sync_playwright

@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import PYTHON, ROOT, wait_for
 from faultproxy import FaultProxy, parse_address
+from projects import PYTHON, ROOT, wait_for
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 SCRIPT = ROOT / "scripts" / "faultproxy.py"

@@ -10,7 +10,7 @@ import subprocess
 import venv
 
 import pytest
-from conftest import FRAMEWORKS
+from variants import FRAMEWORKS
 
 
 @pytest.mark.slow

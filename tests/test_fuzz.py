@@ -45,16 +45,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import (
-    BIN,
-    FRAMEWORKS,
-    PYTHON,
-    ROOT,
-    TEST_SERVER_SETTINGS,
-    server_env,
-    variant_id,
-)
 from liveserver import RunningServer, server_process
+from projects import BIN, PYTHON, ROOT
+from servers import TEST_SERVER_SETTINGS, server_env
+from variants import FRAMEWORKS, variant_id
 
 #: The seed of every run, so that a failure comes back on the next run.
 SEED = 20240611

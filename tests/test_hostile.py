@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from conftest import PYTHON, wait_for
 from hostile import (
     probe_latencies,
     send_oversized_body,
@@ -24,6 +23,7 @@ from hostile import (
     slow_clients,
     tree_rss_bytes,
 )
+from projects import PYTHON, wait_for
 
 MIB = 2**20
 

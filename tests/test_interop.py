@@ -31,7 +31,6 @@ import pytest
 import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
-from conftest import LiveServer, variants
 from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 from joserfc.errors import JoseError, SecurityWarning
@@ -39,6 +38,8 @@ from joserfc.jwk import KeySet
 from oauthlib.oauth2 import LegacyApplicationClient
 from oauthlib.oauth2.rfc6749.errors import InvalidGrantError
 from requests_oauthlib import OAuth2Session as OAuthlibSession
+from servers import LiveServer
+from variants import variants
 
 PASSWORD = "correct horse battery"
 TIMEOUT = 10

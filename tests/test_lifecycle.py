@@ -37,10 +37,12 @@ import httpx
 import jwt
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import FRAMEWORKS, PYTHON, Project, server_env, variant_id, wait_for
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from liveserver import RunningServer, server_process
+from projects import PYTHON, Project, wait_for
+from servers import server_env
+from variants import FRAMEWORKS, variant_id
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "plum lantern quietly 739"

@@ -9,8 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import FRAMEWORKS, PYTHON, STRATEGIES, TEST_SERVER_SETTINGS
 from liveserver import running_server
+from projects import PYTHON
+from servers import TEST_SERVER_SETTINGS
+from variants import FRAMEWORKS, STRATEGIES
 
 PASSWORD = "correct horse battery"
 

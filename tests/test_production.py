@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import jwt
 import pytest
-from conftest import FRAMEWORKS, PYTHON, TEST_SERVER_SETTINGS
 from faultproxy import FaultProxy
+from frameworks import framework
 from hostile import (
     probe_latencies,
     send_oversized_body,
@@ -29,7 +29,10 @@ from hostile import (
     slow_clients,
     tree_rss_bytes,
 )
-from liveserver import UVICORN_OPTIONS, RunningServer, server_process
+from liveserver import RunningServer, server_process
+from projects import PYTHON
+from servers import TEST_SERVER_SETTINGS
+from variants import FRAMEWORKS
 
 PASSWORD = "correct horse battery"
 #: Short database timeouts, so that an outage shows within seconds.
@@ -313,16 +316,13 @@ def test_malformed_input_is_never_a_server_error(server: tuple[str, Path]) -> No
             assert response.status_code == 401, response.text
 
 
-def test_the_readme_documents_the_commands_these_tests_run(render) -> None:
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_the_readme_documents_the_commands_these_tests_run(render, name: str) -> None:
     """The live servers here run as the rendered README says production should."""
-    readme = render(framework="fastapi", jwt_algorithm="EdDSA").path.joinpath("README.md")
-    serving = readme.read_text().split("### Serving", 1)[1]
-    command = serving.split("uvicorn jwt_auth_service.asgi:app", 1)[1].split("```")[0]
-    for option in UVICORN_OPTIONS:
+    row = framework(name)
+    project = render(framework=name, jwt_algorithm="EdDSA")
+    serving = (project.path / "README.md").read_text().split("### Serving", 1)[1]
+    command = serving.split(f"\n{row.server} ", 1)[1].split("```")[0]
+    assert row.app(project.package) in command
+    for option in row.options:
         assert option in command, option
-    flask = render(framework="flask", jwt_algorithm="EdDSA")
-    assert (
-        "gunicorn --bind 0.0.0.0:8000 jwt_auth_service.wsgi:app"
-        in (flask.path / "README.md").read_text()
-    )
-    assert 'worker_class = "gthread"' in (flask.path / "gunicorn.conf.py").read_text()

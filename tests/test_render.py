@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, FRAMEWORKS, PYTHON, ROOT, Project, matrix, variant_id, variants
+from frameworks import TABLE
+from projects import BIN, PYTHON, ROOT, Project
 from suiterunner import SuiteRunner
+from variants import FRAMEWORKS, matrix, variant_id, variants
 
 # A Jinja expression or statement; Python's `}}` (nested dicts) is not one.
 JINJA = re.compile(r"\{\{\s*[\w'\"(]|\{%|%\}")
@@ -101,13 +103,11 @@ def test_core_is_identical_in_both_frameworks(render, algorithm: str) -> None:
 def test_only_the_chosen_framework_is_rendered(render, framework: str) -> None:
     project = render(framework=framework, jwt_algorithm="HS256")
     package = project.path / "src" / project.package
-    entry, other = ("asgi.py", "wsgi.py") if framework == "fastapi" else ("wsgi.py", "asgi.py")
-    assert (package / entry).is_file()
-    assert not (package / other).exists()
     pyproject = (project.path / "pyproject.toml").read_text()
-    unused = "flask" if framework == "fastapi" else "fastapi"
-    assert f'"{unused}' not in pyproject
-    assert f'"{framework}' in pyproject
+    for row in TABLE:
+        chosen = row.name == framework
+        assert (package / f"{row.entry}.py").is_file() == chosen, row.entry
+        assert (f'"{row.name}' in pyproject) == chosen, row.name
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -202,7 +202,7 @@ DISTRIBUTION_OF = {
     "swagger_ui": "swagger-ui-py",
 }
 #: Declared but never imported, on purpose: the production servers run the app.
-SERVERS = {"uvicorn", "gunicorn"}
+SERVERS = {row.server for row in TABLE}
 
 
 @pytest.mark.matrix

@@ -14,8 +14,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from conftest import FRAMEWORKS, PYTHON, TEST_SERVER_SETTINGS
 from liveserver import RunningServer, server_process
+from projects import PYTHON
+from servers import TEST_SERVER_SETTINGS
+from variants import FRAMEWORKS
 
 PASSWORD = "correct horse battery"
 #: Generous for a loaded 2-core machine; the benchmark measures the real delay (p99).

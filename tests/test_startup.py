@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 
+import frameworks
 import pytest
-from conftest import FRAMEWORKS, PYTHON, Project
 from liveserver import run_to_exit
+from projects import PYTHON, Project
+from variants import FRAMEWORKS
 
 HMAC_CASES = [
     ({"JWT_SECRET": "s3cr3t-13-byt"}, "JWT_SECRET must be at least 32 bytes for HS256"),
@@ -85,9 +87,7 @@ def test_production_refuses_what_the_development_set_up_made(
     made = Project(copy, project.answers).run(
         PYTHON,
         "-c",
-        f"from {project.package}.asgi import app"
-        if framework == "fastapi"
-        else f"from {project.package}.wsgi import app",
+        f"from {project.package}.{frameworks.framework(framework).entry} import app",
         env={"ENVIRONMENT": "development"},
     )
     assert made.returncode == 0, made.stderr

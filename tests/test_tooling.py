@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import BIN, ROOT, variant_of
+from projects import BIN, ROOT
+from variants import variant_of
 
 
 def test_ruff_clean() -> None:

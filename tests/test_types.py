@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, FRAMEWORKS, Project, variants
+from projects import BIN, Project
+from variants import FRAMEWORKS, variants
 
 pytestmark = pytest.mark.matrix
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, PYTHON, ROOT, Project
+from projects import BIN, PYTHON, ROOT, Project
 
 GIT = [
     "git",

@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import PYTHON, ROOT, TEST_SERVER_SETTINGS, Project
 from liveserver import running_server
+from projects import PYTHON, ROOT, Project
+from servers import TEST_SERVER_SETTINGS
 from test_update import copier, files_with_conflicts, git
 
 #: The last commit of release 0.2.0, the last one before migrations.

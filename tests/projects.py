@@ -1,0 +1,68 @@
+"""Rendered projects, and the interpreter and paths the template's tests run them with."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = Path(sys.executable)
+BIN = PYTHON.parent
+
+
+@dataclass(frozen=True)
+class Project:
+    """A rendered project and the answers it was rendered with."""
+
+    path: Path
+    answers: dict[str, Any]
+
+    @property
+    def package(self) -> str:
+        return self.answers["package_name"]
+
+    @property
+    def framework(self) -> str:
+        return self.answers["framework"]
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """This process's environment with the project's `src/` importable, plus `extra`."""
+        return {**os.environ, "PYTHONPATH": str(self.path / "src"), **(extra or {})}
+
+    def run(self, *command: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run a command in the project with its `src/` importable; never raises on failure."""
+        return subprocess.run(
+            [str(part) for part in command],
+            cwd=self.path,
+            env=self.environment(kwargs.pop("env", {})),
+            capture_output=True,
+            text=True,
+            check=False,
+            **kwargs,
+        )
+
+
+def render_into(copie, answers: dict[str, Any]) -> Project:
+    """Render with `answers` over the defaults, failing the test if copier refuses."""
+    result = copie.copy(extra_answers=answers)
+    assert result.exit_code == 0, result.exception
+    recorded = yaml.safe_load((result.project_dir / ".copier-answers.yml").read_text())
+    return Project(result.project_dir, recorded)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll `condition` until it holds or `timeout` passes; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()

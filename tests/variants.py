@@ -1,0 +1,63 @@
+"""The answers that change a rendered project's code, and the variants the tests check."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from frameworks import FRAMEWORKS
+
+__all__ = ["ALGORITHMS", "FAMILY_REPRESENTATIVES", "FRAMEWORKS", "STRATEGIES"]
+
+ALGORITHMS = (
+    *("HS256", "HS384", "HS512"),
+    *("RS256", "RS384", "RS512"),
+    *("PS256", "PS384", "PS512"),
+    *("ES256", "ES384", "ES512"),
+    *("Ed25519", "EdDSA"),
+)
+#: One algorithm per family, for the checks that start real servers.
+FAMILY_REPRESENTATIVES = ("HS256", "RS256", "PS256", "ES256", "EdDSA")
+STRATEGIES = ("rotating", "stateless", "none")
+
+_VARIANT = re.compile(
+    rf"(?P<variant>({'|'.join(FRAMEWORKS)})-[A-Za-z0-9]+-({'|'.join(STRATEGIES)}))"
+    r"(-sqlite|-postgresql|-pg)?"
+)
+
+
+def variant_id(answers: dict[str, Any]) -> str:
+    """Name a variant by the answers that change code: `fastapi-HS256-rotating`."""
+    strategy = answers.get("refresh_strategy", "rotating")
+    return f"{answers['framework']}-{answers['jwt_algorithm']}-{strategy}"
+
+
+def variant_of(nodeid: str) -> str | None:
+    """The variant a test checks (`flask-ES384-stateless`), if it checks one."""
+    match = _VARIANT.search(nodeid)
+    return None if match is None else match.group("variant")
+
+
+def variant_check(nodeid: str) -> str | None:
+    """The variant and database a test checks (`flask-ES384-stateless-pg`), if any."""
+    match = _VARIANT.search(nodeid)
+    return None if match is None else match.group(0)
+
+
+def variants(
+    algorithms: tuple[str, ...] = ALGORITHMS, strategies: tuple[str, ...] = ("rotating",)
+) -> list[Any]:
+    """Every framework with every algorithm and strategy given, as params named by variant."""
+    combos = [
+        {"framework": f, "jwt_algorithm": a, "refresh_strategy": s}
+        for f in FRAMEWORKS
+        for a in algorithms
+        for s in strategies
+    ]
+    return [pytest.param(combo, id=variant_id(combo)) for combo in combos]
+
+
+def matrix() -> list[Any]:
+    """Every combination of the answers that change code: framework x algorithm x strategy."""
+    return variants(ALGORITHMS, STRATEGIES)

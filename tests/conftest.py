@@ -22,6 +22,14 @@ from variants import variant_id
 pytest_plugins = ["variant_plugin"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--every-suite",
+        action="store_true",
+        help="run the own suite of all 84 variants, not only the 30 that cover them",
+    )
+
+
 @pytest.fixture(scope="session")
 def render(copie_session):
     """Render a variant once per session (per xdist worker) and return it on every later call."""

@@ -17,7 +17,7 @@ import pytest
 from frameworks import TABLE
 from projects import BIN, PYTHON, ROOT, Project
 from suiterunner import SuiteRunner
-from variants import FRAMEWORKS, matrix, variant_id, variants
+from variants import FRAMEWORKS, matrix, suite_variants, variant_id
 
 # A Jinja expression or statement; Python's `}}` (nested dicts) is not one.
 JINJA = re.compile(r"\{\{\s*[\w'\"(]|\{%|%\}")
@@ -74,18 +74,35 @@ def assert_suite_passes(
     assert "failed" not in summary, summary
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The projects' own suites: the 30 variants that cover the 84 (`suite_variants`), or with
+    `--every-suite` all of them."""
+    if metafunc.definition.name == "test_rendered_suite_passes":
+        every = metafunc.config.getoption("every_suite")
+        metafunc.parametrize("answers", matrix() if every else suite_variants())
+
+
 @pytest.mark.matrix
-@pytest.mark.parametrize("answers", matrix())
 def test_rendered_suite_passes(render, suite_runner, answers: dict[str, Any]) -> None:
     assert_suite_passes(render(**answers), runner=suite_runner)
 
 
-@pytest.mark.parametrize(
-    "answers", variants(("EdDSA",), ("rotating", "stateless")), ids=lambda a: variant_id(a) + "-pg"
-)
-def test_rendered_suite_passes_on_postgresql(render, postgres_url, answers) -> None:
+#: On PostgreSQL, the default variant of one framework and the stateless one of the other:
+#: the core is the same in both (checked below), and each web layer runs once on the server.
+POSTGRESQL_SUITES = [
+    pytest.param(answers, id=variant_id(answers) + "-pg")
+    for answers in (
+        {"framework": "fastapi", "jwt_algorithm": "EdDSA", "refresh_strategy": "rotating"},
+        {"framework": "flask", "jwt_algorithm": "EdDSA", "refresh_strategy": "stateless"},
+    )
+]
+
+
+@pytest.mark.parametrize("answers", POSTGRESQL_SUITES)
+def test_rendered_suite_passes_on_postgresql(render, suite_runner, postgres_url, answers) -> None:
     """Each test of the project's suite gets a schema of its own on the real server."""
-    assert_suite_passes(render(**answers), {"TEST_DATABASE_URL": postgres_url})
+    project = render(**answers)
+    assert_suite_passes(project, {"TEST_DATABASE_URL": postgres_url}, runner=suite_runner)
 
 
 @pytest.mark.parametrize("algorithm", ["HS256", "EdDSA"])

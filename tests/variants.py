@@ -10,15 +10,17 @@ from frameworks import FRAMEWORKS
 
 __all__ = ["ALGORITHMS", "FAMILY_REPRESENTATIVES", "FRAMEWORKS", "STRATEGIES"]
 
-ALGORITHMS = (
-    *("HS256", "HS384", "HS512"),
-    *("RS256", "RS384", "RS512"),
-    *("PS256", "PS384", "PS512"),
-    *("ES256", "ES384", "ES512"),
-    *("Ed25519", "EdDSA"),
+#: The signing algorithms by family (the first of each is its representative).
+FAMILIES = (
+    ("HS256", "HS384", "HS512"),
+    ("RS256", "RS384", "RS512"),
+    ("PS256", "PS384", "PS512"),
+    ("ES256", "ES384", "ES512"),
+    ("EdDSA", "Ed25519"),
 )
+ALGORITHMS = tuple(algorithm for family in FAMILIES for algorithm in family)
 #: One algorithm per family, for the checks that start real servers.
-FAMILY_REPRESENTATIVES = ("HS256", "RS256", "PS256", "ES256", "EdDSA")
+FAMILY_REPRESENTATIVES = tuple(family[0] for family in FAMILIES)
 STRATEGIES = ("rotating", "stateless", "none")
 
 _VARIANT = re.compile(
@@ -61,3 +63,27 @@ def variants(
 def matrix() -> list[Any]:
     """Every combination of the answers that change code: framework x algorithm x strategy."""
     return variants(ALGORITHMS, STRATEGIES)
+
+
+def suite_variants() -> list[Any]:
+    """The variants whose own suites run: on each framework, every algorithm, and every family
+    with every strategy (each algorithm of a family takes another strategy, shifted between
+    the frameworks), and the default variant. 30 of the 84: the others differ from these only
+    in literals (tests/test_types.py keeps that true), and each such literal is exercised.
+    `--every-suite` runs all 84."""
+    combos: list[tuple[str, str, str]] = []
+    for shift, framework in enumerate(FRAMEWORKS):
+        chosen = {("EdDSA", "rotating")}  # the default answers
+        for family in FAMILIES:
+            for index, algorithm in enumerate(family):
+                chosen.add((algorithm, STRATEGIES[(index + shift) % len(STRATEGIES)]))
+            covered = {strategy for algorithm, strategy in chosen if algorithm in family}
+            chosen |= {(family[0], strategy) for strategy in STRATEGIES if strategy not in covered}
+        combos += [(framework, algorithm, strategy) for algorithm, strategy in chosen]
+    ordered = sorted(combos, key=lambda combo: (combo[0], ALGORITHMS.index(combo[1]), combo[2]))
+    return [
+        pytest.param(answers, id=variant_id(answers))
+        for answers in (
+            {"framework": f, "jwt_algorithm": a, "refresh_strategy": s} for f, a, s in ordered
+        )
+    ]

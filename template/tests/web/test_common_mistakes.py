@@ -44,16 +44,16 @@ def test_bearer_prefix_is_stripped_before_decoding(api: Api) -> None:
 
 
 def test_two_protected_routes_coexist(
-    new_api: Api, add_protected_route: Callable[[str], None]
+    app_api: Api, add_protected_route: Callable[[str], None]
 ) -> None:
     """The article's decorator lacked `functools.wraps`: a second protected view clashed."""
     add_protected_route("/test/second-protected")
-    token = new_api.signed_in()
-    assert new_api.get("/users/me", token=token).status == 200
-    reply = new_api.get("/test/second-protected", token=token)
+    token = app_api.signed_in()
+    assert app_api.get("/users/me", token=token).status == 200
+    reply = app_api.get("/test/second-protected", token=token)
     assert reply.status == 200
     assert reply.body == {"username": "alice"}
-    assert new_api.get("/test/second-protected").status == 401
+    assert app_api.get("/test/second-protected").status == 401
 
 
 def test_protected_view_receives_the_user(api: Api) -> None:

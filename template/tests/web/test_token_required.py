@@ -12,9 +12,9 @@ PATH = "/test/token-only"
 
 
 @pytest.fixture
-def token_api(new_api: Api, add_token_route: Callable[[str], None]) -> Api:
+def token_api(app_api: Api, add_token_route: Callable[[str], None]) -> Api:
     add_token_route(PATH)
-    return new_api
+    return app_api
 
 
 def test_answers_the_token_subject(token_api: Api) -> None:

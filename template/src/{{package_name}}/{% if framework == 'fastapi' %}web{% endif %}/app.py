@@ -60,12 +60,15 @@ def create_app(settings: Settings) -> FastAPI:
     # method, and the app's class is FastAPI's or FastAPIOffline's, so no subclass can do it.
     app.openapi = functools.partial(_openapi, app, service)  # type: ignore[method-assign]
     register_error_handlers(app)
-    routers = [health.router, auth.router]
+    # Your routes first: FastAPI tries the routes in order on every request, and yours are
+    # the service's hot paths (the template's are login and the like, which hash passwords).
+    # A path of yours that is also the template's takes its place.
+    routers = [custom.router, health.router, auth.router]
     if service.refresh_enabled:
         routers.append(auth.refresh_router)
     if service.password_reset_enabled:
         routers.append(auth.reset_router)
-    routers += [users.router, jwks.router, custom.router]
+    routers += [users.router, jwks.router]
     app.add_middleware(
         Guard,
         max_body_bytes=settings.max_body_bytes,

@@ -76,7 +76,7 @@ async def get_current_subject(token: Annotated[str, Depends(oauth2_scheme)]) -> 
         payload = jwt.decode(token, SECRET_KEY, algorithms=[ALGORITHM])
     except InvalidTokenError:
         raise credentials_exception from None
-    subject = payload.get("sub")
+    subject: str | None = payload.get("sub")
     if subject is None:
         raise credentials_exception
     return subject

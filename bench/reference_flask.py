@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, jwt_required
 from pwdlib import PasswordHash
 from sqlalchemy import String, Uuid, create_engine, select
@@ -40,12 +40,12 @@ JWTManager(app)
 
 
 @app.get("/health")
-def health():
+def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @app.post("/auth/register")
-def register():
+def register() -> tuple[dict[str, str], int]:
     body = request.get_json()
     user = User(username=body["username"], password_hash=password_hash.hash(body["password"]))
     try:
@@ -57,7 +57,7 @@ def register():
 
 
 @app.post("/auth/login")
-def login():
+def login() -> dict[str, str] | tuple[dict[str, str], int]:
     username, password = request.form["username"], request.form["password"]
     with Session(engine) as session:
         user = session.scalar(select(User).where(User.username == username))
@@ -67,14 +67,14 @@ def login():
 
 
 @app.get("/protected")
-@jwt_required()
-def protected():
+@jwt_required()  # type: ignore[untyped-decorator]  # flask-jwt-extended types it as Any
+def protected() -> Response:
     return jsonify(sub=get_jwt_identity())
 
 
 @app.get("/users/me")
-@jwt_required()
-def users_me():
+@jwt_required()  # type: ignore[untyped-decorator]
+def users_me() -> dict[str, str] | tuple[dict[str, str], int]:
     with Session(engine) as session:
         user = session.get(User, uuid.UUID(get_jwt_identity()))
     if user is None:

@@ -43,6 +43,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -172,7 +173,10 @@ def find_postgres(url: str) -> Postgres | str:
     candidate = Postgres(url, "")
     try:
         with psycopg.connect(candidate.conninfo, connect_timeout=3) as connection:
-            candidate.version = connection.execute("SHOW server_version").fetchone()[0]
+            row = connection.execute("SHOW server_version").fetchone()
+            if row is None:
+                raise RuntimeError("SHOW server_version returned no row")
+            candidate.version = row[0]
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0]
         return f"no PostgreSQL at {make_url(url)!r}: {reason}"
@@ -183,7 +187,7 @@ def find_postgres(url: str) -> Postgres | str:
 class Proxy:
     """scripts/faultproxy.py in a process of its own, so that its CPU can be counted."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen[str]
     address: str
     delay_ms: float
 
@@ -197,15 +201,18 @@ def latency_proxy(target: str, delay_ms: float) -> Iterator[Proxy]:
     command = [str(PYTHON), str(ROOT / "scripts" / "faultproxy.py"), "--target", target]
     command += ["--listen", "127.0.0.1:0", "--delay-ms", f"{delay_ms:g}"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    output = process.stdout
+    if output is None:
+        raise RuntimeError("scripts/faultproxy.py has no stdout pipe")
     try:
-        line = process.stdout.readline()
+        line = output.readline()
         started = re.match(r"faultproxy: (\S+) ->", line)
         if started is None:
             raise RuntimeError(f"scripts/faultproxy.py did not start: {line!r}")
         yield Proxy(process, started.group(1), delay_ms)
     finally:
         stop(process)
-        process.stdout.close()
+        output.close()
 
 
 def ensure_wrk() -> str:
@@ -215,14 +222,13 @@ def ensure_wrk() -> str:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("Installing wrk from Debian's packages ...", flush=True)
-        quiet = {
-            "stdout": subprocess.DEVNULL,
-            "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        }
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, **quiet)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", "wrk"]
+        subprocess.run(install, check=False, stdout=subprocess.DEVNULL, env=env)
         if not shutil.which("wrk"):
-            subprocess.run(["apt-get", "update", "-q"], check=False, **quiet)
-            subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, **quiet)
+            update = ["apt-get", "update", "-q"]
+            subprocess.run(update, check=False, stdout=subprocess.DEVNULL, env=env)
+            subprocess.run(install, check=False, stdout=subprocess.DEVNULL, env=env)
         found = shutil.which("wrk")
     if not found:
         sys.exit("The benchmark needs wrk: install it (Debian/Ubuntu: sudo apt-get install wrk).")
@@ -383,17 +389,25 @@ def group_cpu_seconds(leader: int) -> float:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+def matched(pattern: str, output: str) -> re.Match[str]:
+    """The first match of `pattern` in a tool's `output`, which must have one."""
+    match = re.search(pattern, output)
+    if match is None:
+        raise RuntimeError(f"no {pattern!r} in the output:\n{output}")
+    return match
+
+
 def wrk(binary: str, url: str, seconds: int, token: str | None) -> dict[str, float]:
     """Load `url` for `seconds`; return req/s, p50/p99 latency and the request count."""
     command = [binary, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
+    figures = {"rps": float(matched(r"Requests/sec:\s+([\d.]+)", output).group(1))}
     for percentile in ("50", "99"):
-        value, unit = re.search(rf"\s{percentile}%\s+([\d.]+)(us|ms|s)", output).groups()
+        value, unit = matched(rf"\s{percentile}%\s+([\d.]+)(us|ms|s)", output).groups()
         figures[f"p{percentile}_ms"] = float(value) * _UNITS[unit]
-    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    requests = int(matched(r"(\d+) requests in", output).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if errors or "Socket errors" in output:
         raise RuntimeError(f"{url}: wrk saw failed requests:\n{output}")
@@ -406,7 +420,8 @@ def log_in(client: httpx.Client, username: str = USERNAME) -> str:
     form = {"grant_type": "password", "username": username, "password": PASSWORD}
     response = client.post("/auth/login", data=form)
     response.raise_for_status()
-    return response.json()["access_token"]
+    token: str = response.json()["access_token"]
+    return token
 
 
 def sign_in(app: App) -> None:
@@ -494,9 +509,7 @@ def health_under_load(app: App, binary: str, seconds: int, key: str, load: list[
     finally:
         output = loader.communicate()[0]
     if loader.returncode == 0:
-        app.results[key]["load_rps"] = float(
-            re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)
-        )
+        app.results[key]["load_rps"] = float(matched(r"Requests/sec:\s+([\d.]+)", output).group(1))
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     app.results[key]["load_failed"] = int(failed.group(1)) if failed else 0
 
@@ -606,7 +619,7 @@ def timed_algorithms(project: Path) -> list[str]:
     return [algorithm for algorithm in listed.strip().split(",") if algorithm in known]
 
 
-def in_process(project: Path, repeat: int, algorithms: list[str]) -> dict:
+def in_process(project: Path, repeat: int, algorithms: list[str]) -> dict[str, Any]:
     """Run bench/inprocess.py against a rendered project; return its figures."""
     result = subprocess.run(
         [str(PYTHON), str(ROOT / "bench" / "inprocess.py"), str(repeat), ",".join(algorithms)],
@@ -617,7 +630,8 @@ def in_process(project: Path, repeat: int, algorithms: list[str]) -> dict:
     )
     if result.returncode != 0:
         raise RuntimeError(f"bench/inprocess.py failed:\n{result.stderr}")
-    return json.loads(result.stdout)
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
 
 
 @dataclass
@@ -625,7 +639,7 @@ class Run:
     """Everything one run measured, for the report."""
 
     apps: list[App]
-    figures: dict
+    figures: dict[str, Any]  # bench/inprocess.py's, as JSON
     copy_seconds: float
     seconds: int
     rounds: int
@@ -650,6 +664,13 @@ class Run:
             None,
         )
 
+    def reference_of(self, app: App) -> App:
+        """`reference` where there is always one: on SQLite, every run measures it."""
+        reference = self.reference(app)
+        if reference is None:
+            raise RuntimeError(f"no reference app was measured for {app.label}")
+        return reference
+
     @property
     def proxied(self) -> str:
         return f"{POSTGRES}, {self.delay_ms:g} ms away"
@@ -669,7 +690,7 @@ def targets(run: Run) -> list[str]:
         bare = protected / app.results["/health"]["rps"]
         row(f"{app.label}: /protected >= 0.8 x /health", f"{bare:.2f}", bare >= 0.8)
         if app.database == SQLITE:
-            versus = protected / run.reference(app).results["/protected"]["rps"]
+            versus = protected / run.reference_of(app).results["/protected"]["rps"]
             row(f"{app.name}: /protected >= 1.3 x reference", f"{versus:.2f}", versus >= 1.3)
         else:
             local = run.find(app.name, SQLITE)
@@ -763,8 +784,8 @@ def report(run: Run) -> str:
         bare = app.results["/health"]["rps"]
         for route in ROUTES:
             r = app.results[route]
-            reference = run.reference(app).results[route]["rps"]
-            versus = f"{r['rps'] / reference:.2f}" if app.ours else ""
+            reference_rps = run.reference_of(app).results[route]["rps"]
+            versus = f"{r['rps'] / reference_rps:.2f}" if app.ours else ""
             lines.append(
                 f"| {app.name} | {route} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f}"
                 f" | {r['cpu_us']:.0f} | {r['rps'] / bare:.2f} | {versus} |"
@@ -807,11 +828,13 @@ def report(run: Run) -> str:
     ]
     for app in run.apps:
         if "/health under logins" in app.results:
-            idle, busy = (
+            idle_p99, busy_p99 = (
                 app.results["/health"]["p99_ms"],
                 app.results["/health under logins"]["p99_ms"],
             )
-            lines.append(f"| {app.label} | {idle:.2f} | {busy:.2f} | {busy / idle:.2f} |")
+            lines.append(
+                f"| {app.label} | {idle_p99:.2f} | {busy_p99:.2f} | {busy_p99 / idle_p99:.2f} |"
+            )
     loaded = [app for app in run.apps if "/health under /users/me" in app.results]
     if loaded:
         lines += [
@@ -928,6 +951,7 @@ def main(argv: list[str]) -> int:
             stack.callback(postgres.drop_schemas)
             proxy = stack.enter_context(latency_proxy(postgres.target, args.pg_delay_ms))
             proxied = f"{POSTGRES}, {args.pg_delay_ms:g} ms away"
+            locations: list[tuple[str, Proxy | None]]
             if args.smoke:  # one app, behind the proxy, and a few logouts across instances
                 locations, chosen = [(proxied, proxy)], (lambda app: app.ours)
             else:  # the EdDSA variants and the references, at both distances

@@ -14,8 +14,15 @@ from typing import Any
 import psycopg
 import pytest
 from liveserver import server_process
-from projects import PYTHON, Project, render_into
-from servers import POSTGRES_ADMIN_URL, TEST_SERVER_SETTINGS, LiveServer, server_env
+from projects import PYTHON, Project, Render, render_into
+from pytest_copie.plugin import Copie
+from servers import (
+    POSTGRES_ADMIN_URL,
+    TEST_SERVER_SETTINGS,
+    LiveServer,
+    StartLiveServer,
+    server_env,
+)
 from suiterunner import SuiteRunner
 from variants import variant_id
 
@@ -31,9 +38,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def render(copie_session):
+def render(copie_session: Copie) -> Render:
     """Render a variant once per session (per xdist worker) and return it on every later call."""
-    cache: dict[tuple, Project] = {}
+    cache: dict[tuple[tuple[str, Any], ...], Project] = {}
 
     def get(**answers: Any) -> Project:
         answers.setdefault("refresh_strategy", "rotating")
@@ -54,7 +61,9 @@ def suite_runner() -> Iterator[SuiteRunner]:
 
 
 @pytest.fixture(scope="session")
-def live_server(render, tmp_path_factory) -> Iterator[Any]:
+def live_server(
+    render: Render, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StartLiveServer]:
     """`live_server(**answers)`: the variant's production server (uvicorn or gunicorn) on
     SQLite, started on first use and shared by every later test of that variant on this
     worker. One server runs at a time: the scheduler sends a variant's tests to one worker in
@@ -94,7 +103,7 @@ def postgres_url() -> str:
 
 
 @pytest.fixture
-def postgres_schema(postgres_url: str) -> Any:
+def postgres_schema(postgres_url: str) -> Iterator[str]:
     """A fresh schema for one test; returns the URL that selects it. Dropped afterwards."""
     conninfo = postgres_url.replace("postgresql+psycopg://", "postgresql://")
     schema = f"tpl_{uuid.uuid4().hex[:16]}"

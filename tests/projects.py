@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
+from pytest_copie.plugin import Copie
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = Path(sys.executable)
@@ -27,11 +28,13 @@ class Project:
 
     @property
     def package(self) -> str:
-        return self.answers["package_name"]
+        package: str = self.answers["package_name"]
+        return package
 
     @property
     def framework(self) -> str:
-        return self.answers["framework"]
+        framework: str = self.answers["framework"]
+        return framework
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """This process's environment with the project's `src/` importable, plus `extra`."""
@@ -50,10 +53,17 @@ class Project:
         )
 
 
-def render_into(copie, answers: dict[str, Any]) -> Project:
+class Render(Protocol):
+    """The `render` fixture: `render(**answers)` renders a variant once per session."""
+
+    def __call__(self, **answers: Any) -> Project: ...
+
+
+def render_into(copie: Copie, answers: dict[str, Any]) -> Project:
     """Render with `answers` over the defaults, failing the test if copier refuses."""
     result = copie.copy(extra_answers=answers)
     assert result.exit_code == 0, result.exception
+    assert result.project_dir is not None
     recorded = yaml.safe_load((result.project_dir / ".copier-answers.yml").read_text())
     return Project(result.project_dir, recorded)
 

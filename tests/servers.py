@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from projects import Project
 
@@ -50,8 +51,16 @@ class LiveServer:
 
     @property
     def algorithm(self) -> str:
-        return self.project.answers["jwt_algorithm"]
+        algorithm: str = self.project.answers["jwt_algorithm"]
+        return algorithm
 
     @property
     def strategy(self) -> str:
-        return self.project.answers["refresh_strategy"]
+        strategy: str = self.project.answers["refresh_strategy"]
+        return strategy
+
+
+class StartLiveServer(Protocol):
+    """The `live_server` fixture: `live_server(**answers)` is the variant's running server."""
+
+    def __call__(self, **answers: Any) -> LiveServer: ...

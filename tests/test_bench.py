@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import psycopg
 from projects import PYTHON, ROOT
@@ -25,7 +26,7 @@ def postgres_available() -> bool:
     return True
 
 
-def test_benchmark_smoke_run_writes_the_report(tmp_path) -> None:
+def test_benchmark_smoke_run_writes_the_report(tmp_path: Path) -> None:
     output = tmp_path / "results.md"
     result = subprocess.run(
         [PYTHON, ROOT / "bench" / "run.py", "--smoke", "--output", output],

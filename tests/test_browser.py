@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import pytest
@@ -31,6 +32,10 @@ from projects import PYTHON
 from servers import TEST_SERVER_SETTINGS, server_env
 from variants import FRAMEWORKS
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Cookie, Page, Playwright
+
+sync_playwright: Callable[[], AbstractContextManager[Playwright]] | None
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # the test skips (fails on CI) with the reason
@@ -93,7 +98,7 @@ APP_PATH = "/auth/app.html"
 PAGES = {APP_PATH: APP_PAGE, "/app.html": APP_PAGE, "/form.html": FORM_PAGE}
 
 
-def unavailable(needed: str) -> None:
+def unavailable(needed: str) -> NoReturn:
     """Skip without the browser; on CI (`CI` set), fail: the browser tests must run there."""
     if os.environ.get("CI"):
         pytest.fail(f"CI needs {needed}")
@@ -101,7 +106,7 @@ def unavailable(needed: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser() -> Iterator[Browser]:
     """Debian's headless Chromium, launched once for the module."""
     if sync_playwright is None:
         unavailable("the playwright package (the dev group of pyproject.toml)")
@@ -123,7 +128,7 @@ class Origins:
 
 
 @pytest.fixture(scope="module")
-def origins(browser) -> Iterator[Origins]:
+def origins(browser: Browser) -> Iterator[Origins]:
     """Two page servers, three page origins (the allowed one, and two that are not)."""
     with serve_pages(PAGES) as allowed, serve_pages(PAGES) as other:
         yield Origins(
@@ -132,7 +137,9 @@ def origins(browser) -> Iterator[Origins]:
 
 
 @pytest.fixture(scope="module", params=FRAMEWORKS, ids=lambda f: f"{f}-EdDSA-rotating")
-def api(request, tmp_path_factory, origins: Origins) -> Iterator[str]:
+def api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, origins: Origins
+) -> Iterator[str]:
     """The framework's default variant, in development, with the cookie and CORS for the
     allowed page; yields its URL. (Rendered after `origins`: no rendering when skipped.)"""
     render = request.getfixturevalue("render")
@@ -152,7 +159,7 @@ def api(request, tmp_path_factory, origins: Origins) -> Iterator[str]:
 
 
 @pytest.fixture
-def context(browser) -> Iterator[Any]:
+def context(browser: Browser) -> Iterator[BrowserContext]:
     """A fresh browser profile (its own cookie jar) for one test."""
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
@@ -160,31 +167,43 @@ def context(browser) -> Iterator[Any]:
     context.close()
 
 
-def open_page(context: Any, origin: str, api: str, path: str = APP_PATH) -> Any:
+def open_page(context: BrowserContext, origin: str, api: str, path: str = APP_PATH) -> Page:
     page = context.new_page()
     page.goto(f"{origin}{path}?api={quote(api, safe='')}")
     return page
 
 
-def call(page: Any, method: str, path: str, **options: Any) -> dict[str, Any]:
+def call(page: Page, method: str, path: str, **options: Any) -> dict[str, Any]:
     """Run the page's `call`: {status, body}, or {error, message} when the fetch rejected."""
-    return page.evaluate("([m, p, o]) => call(m, p, o)", [method, path, options])
+    result: dict[str, Any] = page.evaluate("([m, p, o]) => call(m, p, o)", [method, path, options])
+    return result
 
 
-def put_back(context: Any, cookie: dict[str, Any]) -> None:
+def put_back(context: BrowserContext, cookie: Cookie) -> None:
     """Put a copy of `cookie` (from `refresh_cookie`) back in the jar, as it was."""
-    keys = ("name", "value", "domain", "path", "httpOnly", "secure", "sameSite")
-    context.add_cookies([{key: cookie[key] for key in keys}])
+    context.add_cookies(
+        [
+            {
+                "name": cookie["name"],
+                "value": cookie["value"],
+                "domain": cookie["domain"],
+                "path": cookie["path"],
+                "httpOnly": cookie["httpOnly"],
+                "secure": cookie["secure"],
+                "sameSite": cookie["sameSite"],
+            }
+        ]
+    )
 
 
-def refresh_cookie(context: Any, api: str) -> dict[str, Any] | None:
+def refresh_cookie(context: BrowserContext, api: str) -> Cookie | None:
     """The API's refresh-token cookie in the browser's jar (development: no `__Secure-`)."""
     found = [c for c in context.cookies(f"{api}/auth/refresh") if c["name"] == "refresh_token"]
     assert len(found) <= 1, found
     return found[0] if found else None
 
 
-def sign_up(page: Any, login_as: str = "form") -> tuple[str, str]:
+def sign_up(page: Page, login_as: str = "form") -> tuple[str, str]:
     """Register and log in (RFC 6749's form, or JSON) from the page; return the username and
     the access token."""
     username = f"user-{uuid.uuid4().hex[:10]}"
@@ -200,7 +219,9 @@ def sign_up(page: Any, login_as: str = "form") -> tuple[str, str]:
     return username, login["body"]["access_token"]
 
 
-def test_a_page_keeps_its_session_in_the_cookie(api: str, origins: Origins, context) -> None:
+def test_a_page_keeps_its_session_in_the_cookie(
+    api: str, origins: Origins, context: BrowserContext
+) -> None:
     page = open_page(context, origins.allowed, api)
     username, access = sign_up(page)
 
@@ -245,7 +266,7 @@ def test_a_page_keeps_its_session_in_the_cookie(api: str, origins: Origins, cont
     assert ended["challenge"].startswith('Bearer error="invalid_token"'), ended
 
 
-def forge_form_post(context: Any, origin: str, api: str) -> dict[str, str]:
+def forge_form_post(context: BrowserContext, origin: str, api: str) -> dict[str, str]:
     """Open the self-submitting form on `origin`; return the headers the browser sent with the
     forged POST, after checking that the API refused it."""
     page = context.new_page()
@@ -259,7 +280,9 @@ def forge_form_post(context: Any, origin: str, api: str) -> dict[str, str]:
     return headers
 
 
-def test_other_origins_cannot_use_the_cookie(api: str, origins: Origins, context) -> None:
+def test_other_origins_cannot_use_the_cookie(
+    api: str, origins: Origins, context: BrowserContext
+) -> None:
     page = open_page(context, origins.allowed, api)
     sign_up(page, login_as="json")
     cookie = refresh_cookie(context, api)
@@ -290,7 +313,9 @@ def test_other_origins_cannot_use_the_cookie(api: str, origins: Origins, context
     assert refresh_cookie(context, api) == cookie
     refreshed = call(page, "POST", "/auth/refresh")
     assert refreshed["status"] == 200, refreshed
-    assert refresh_cookie(context, api)["value"] != cookie["value"]
+    rotated = refresh_cookie(context, api)
+    assert rotated is not None
+    assert rotated["value"] != cookie["value"]
     # Once only: had a forged request used it before, this is what the page would have got.
     put_back(context, cookie)
     reused = call(page, "POST", "/auth/refresh")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from joserfc import jwt as jose_jwt
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
+from servers import StartLiveServer
 from variants import FAMILY_REPRESENTATIVES, STRATEGIES, variants
 
 pytestmark = pytest.mark.matrix
@@ -26,7 +28,7 @@ CHALLENGE = "Bearer"
 class LiveClient(httpx.Client):
     """An HTTP client for one live server, knowing its algorithm and refresh strategy."""
 
-    def __init__(self, algorithm: str, strategy: str, **kwargs) -> None:
+    def __init__(self, algorithm: str, strategy: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.algorithm = algorithm
         self.strategy = strategy
@@ -52,7 +54,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def client(request, live_server) -> Iterator[LiveClient]:
+def client(request: pytest.FixtureRequest, live_server: StartLiveServer) -> Iterator[LiveClient]:
     """A client for the variant's production server (uvicorn or gunicorn) on a loopback port."""
     server = live_server(**request.param)
     with LiveClient(server.algorithm, server.strategy, base_url=server.url, timeout=10) as client:
@@ -75,7 +77,8 @@ def credentials(username: str, password: str = PASSWORD) -> dict[str, str]:
 def login(client: LiveClient, username: str) -> str:
     response = client.post("/auth/login", data=credentials(username))
     assert response.status_code == 200, response.text
-    return response.json()["access_token"]
+    token: str = response.json()["access_token"]
+    return token
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
@@ -180,7 +183,9 @@ def test_login_failure(client: LiveClient, wrong: str) -> None:
     ],
     ids=["no-grant-type", "bogus", "client-credentials", "no-password"],
 )
-def test_token_endpoint_refuses_malformed_requests(client: LiveClient, form, error) -> None:
+def test_token_endpoint_refuses_malformed_requests(
+    client: LiveClient, form: dict[str, str], error: str
+) -> None:
     response = client.post("/auth/login", data=form)
     assert response.status_code == 400, response.text
     assert response.json()["error"] == error

@@ -10,8 +10,9 @@ import socketserver
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
 
 import psycopg
 import pytest
@@ -35,8 +36,14 @@ def proxy(postgres: dict[str, Any]) -> Iterator[FaultProxy]:
         yield proxy
 
 
+class Connect(Protocol):
+    """The `connect` fixture."""
+
+    def __call__(self, direct: bool = False, connect_timeout: int = 3) -> psycopg.Connection: ...
+
+
 @pytest.fixture
-def connect(postgres: dict[str, Any], proxy: FaultProxy) -> Iterator[Callable[..., Any]]:
+def connect(postgres: dict[str, Any], proxy: FaultProxy) -> Iterator[Connect]:
     """Connect through the proxy (or straight to the server with `direct=True`)."""
     connections: list[psycopg.Connection] = []
 
@@ -62,7 +69,7 @@ def query_seconds(connection: psycopg.Connection, times: int) -> list[float]:
     return seconds
 
 
-def test_pass_through_forwards_queries(connect, proxy: FaultProxy) -> None:
+def test_pass_through_forwards_queries(connect: Connect, proxy: FaultProxy) -> None:
     connection = connect()
     assert connection.execute("SELECT 1").fetchone() == (1,)
     assert (proxy.accepted, proxy.open_connections) == (1, 1)
@@ -70,7 +77,7 @@ def test_pass_through_forwards_queries(connect, proxy: FaultProxy) -> None:
     assert wait_for(lambda: proxy.open_connections == 0)
 
 
-def test_delay_adds_to_every_round_trip(connect, proxy: FaultProxy) -> None:
+def test_delay_adds_to_every_round_trip(connect: Connect, proxy: FaultProxy) -> None:
     connection = connect()
     direct = min(query_seconds(connect(direct=True), 5))
     proxy.delay(50)
@@ -81,10 +88,10 @@ def test_delay_adds_to_every_round_trip(connect, proxy: FaultProxy) -> None:
     assert min(query_seconds(connection, 10)) < min(delayed)
 
 
-def test_blackhole_hangs_queries_until_it_ends(connect, proxy: FaultProxy) -> None:
+def test_blackhole_hangs_queries_until_it_ends(connect: Connect, proxy: FaultProxy) -> None:
     held = connect()
     proxy.blackhole()
-    outcome: list[BaseException | tuple[int]] = []
+    outcome: list[BaseException | tuple[Any, ...] | None] = []
 
     def query() -> None:
         try:
@@ -109,7 +116,7 @@ def test_blackhole_hangs_queries_until_it_ends(connect, proxy: FaultProxy) -> No
 
 
 def test_down_fails_connections_fast_and_comes_back_on_the_same_port(
-    connect, proxy: FaultProxy
+    connect: Connect, proxy: FaultProxy
 ) -> None:
     existing = connect()
     port = proxy.port
@@ -126,7 +133,7 @@ def test_down_fails_connections_fast_and_comes_back_on_the_same_port(
     assert connect().execute("SELECT 1").fetchone() == (1,)
 
 
-def test_kill_connections_breaks_open_connections_only(connect, proxy: FaultProxy) -> None:
+def test_kill_connections_breaks_open_connections_only(connect: Connect, proxy: FaultProxy) -> None:
     first, second = connect(), connect()
     proxy.kill_connections()
     for connection in (first, second):
@@ -139,8 +146,9 @@ def test_kill_connections_breaks_open_connections_only(connect, proxy: FaultProx
 
 def test_command_line_proxies_with_a_delay(postgres: dict[str, Any]) -> None:
     target = f"{postgres.get('host', '127.0.0.1')}:{postgres.get('port', 5432)}"
-    command = [PYTHON, SCRIPT, "--target", target, "--delay-ms", "20"]
+    command: list[str | Path] = [PYTHON, SCRIPT, "--target", target, "--delay-ms", "20"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
         try:
             assert select.select([process.stdout], [], [], 10)[0], "no banner in 10 s"
             banner = process.stdout.readline()  # printed once it listens
@@ -174,7 +182,9 @@ def echo() -> Iterator[tuple[str, int]]:
         server.daemon_threads = True
         thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
-        yield server.server_address[:2]
+        host, port = server.server_address[:2]
+        assert isinstance(host, str)
+        yield host, port
         server.shutdown()
         thread.join(timeout=5)
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import subprocess
 import venv
+from pathlib import Path
 
 import pytest
+from projects import Render
 from variants import FRAMEWORKS
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_project_installs_and_passes_in_a_fresh_environment(render, tmp_path, framework) -> None:
+def test_project_installs_and_passes_in_a_fresh_environment(
+    render: Render, tmp_path: Path, framework: str
+) -> None:
     project = render(framework=framework, jwt_algorithm="HS256")
     environment = tmp_path / "venv"
     venv.create(environment, with_pip=True)

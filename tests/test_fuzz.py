@@ -41,14 +41,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from liveserver import RunningServer, server_process
-from projects import BIN, PYTHON, ROOT
+from projects import BIN, PYTHON, ROOT, Render
 from servers import TEST_SERVER_SETTINGS, server_env
 from variants import FRAMEWORKS, variant_id
+
+if TYPE_CHECKING:
+    from schemathesis import AuthContext, Case, CheckContext, Response
 
 #: The seed of every run, so that a failure comes back on the next run.
 SEED = 20240611
@@ -101,7 +104,9 @@ def register_hooks(base_url: str, authenticated: bool) -> None:
     from schemathesis.core.parameters import ParameterLocation
 
     @schemathesis.check
-    def valid_input_refused_only_for_what_a_schema_cannot_say(ctx, response, case) -> None:
+    def valid_input_refused_only_for_what_a_schema_cannot_say(
+        ctx: CheckContext, response: Response, case: Case[Any]
+    ) -> None:
         """Schema-valid input refused with 400 or 422 is refused for a reason no schema can
         express (`VALID_INPUT_REFUSALS`); positive_data_acceptance lets those statuses through
         on these operations only, and this check holds them to their reason."""
@@ -120,7 +125,9 @@ def register_hooks(base_url: str, authenticated: bool) -> None:
             )
 
     @schemathesis.check
-    def a_refused_logout_body_is_reported(ctx, response, case) -> None:
+    def a_refused_logout_body_is_reported(
+        ctx: CheckContext, response: Response, case: Case[Any]
+    ) -> None:
         """Logout ends the session whatever its body says, and reports a body it cannot use in
         a 200 (`LogoutReport`): it never refuses one, so negative_data_rejection is off for
         it and this check holds an invalid body to that report."""
@@ -146,14 +153,14 @@ def register_hooks(base_url: str, authenticated: bool) -> None:
             self.tested: set[str] = set()
             self.succeeded: set[str] = set()
 
-        def after_response(self, ctx, response, case) -> None:
+        def after_response(self, ctx: CheckContext, response: Response, case: Case[Any]) -> None:
             if case.method.upper() != case.operation.method.upper():
                 return  # the coverage phase's other methods
             self.tested.add(case.operation.label)
             if 200 <= response.status_code < 300:
                 self.succeeded.add(case.operation.label)
 
-        def after_run(self, ctx) -> None:
+        def after_run(self, ctx: CheckContext) -> None:
             never = sorted(self.tested - self.succeeded)
             if never:
                 raise AssertionError(f"never answered 2xx with a real token: {', '.join(never)}")
@@ -161,11 +168,11 @@ def register_hooks(base_url: str, authenticated: bool) -> None:
     client = httpx.Client(base_url=base_url, timeout=30)
     lock = threading.Lock()
     shared: dict[str, str] = {}
-    turns: dict[str, itertools.count] = {}
+    turns: dict[str, itertools.count[int]] = {}
     probed: set[str] = set()
 
     @schemathesis.check
-    def only_a_valid_token_gets_in(ctx, response, case) -> None:
+    def only_a_valid_token_gets_in(ctx: CheckContext, response: Response, case: Case[Any]) -> None:
         """What ignored_auth checks for the schemes it knows (not OAuth2's, this one): the first
         time a secured operation succeeds, the same request without the token, and with the
         token's signature forged, is answered 401 with a Bearer challenge."""
@@ -201,14 +208,15 @@ def register_hooks(base_url: str, authenticated: bool) -> None:
         assert registered.status_code == 201, registered.text
         login = client.post("/auth/login", data={"grant_type": "password", **credentials})
         assert login.status_code == 200, login.text
-        return login.json()["access_token"]
+        token: str = login.json()["access_token"]
+        return token
 
     @schemathesis.auth(refresh_interval=None)
     class FreshUserPerSessionEndingRequest:
         """A real user's bearer token: one user for the run, or a new one per request for the
         operations that end the session or the user."""
 
-        def get(self, case, context) -> str:
+        def get(self, case: Case[Any], context: AuthContext) -> str:
             if case.operation.label in SESSION_ENDING:
                 return sign_up()
             with lock:
@@ -216,10 +224,14 @@ def register_hooks(base_url: str, authenticated: bool) -> None:
                     shared["token"] = sign_up()
                 return shared["token"]
 
-        def set(self, case, token: str, context) -> None:
+        def set(self, case: Case[Any], token: str, context: AuthContext) -> None:
             case.headers["Authorization"] = f"Bearer {token}"
-            valid = case.meta is not None and case.meta.generation.mode.is_positive
-            valid = valid and not case.meta.is_negative_at(ParameterLocation.BODY)
+            meta = case.meta
+            valid = (
+                meta is not None
+                and meta.generation.mode.is_positive
+                and not meta.is_negative_at(ParameterLocation.BODY)
+            )
             if not (valid and isinstance(case.body, dict)):
                 return
             with lock:  # the n-th valid body of this operation (one worker: the same each run)
@@ -270,11 +282,13 @@ class FuzzTarget:
 
     @property
     def framework(self) -> str:
-        return self.answers["framework"]
+        framework: str = self.answers["framework"]
+        return framework
 
     @property
     def refresh(self) -> bool:
-        return self.answers["refresh_strategy"] != "none"
+        strategy: str = self.answers["refresh_strategy"]
+        return strategy != "none"
 
     def operations(self) -> dict[str, dict[str, Any]]:
         return operations_of(self.document)
@@ -300,7 +314,7 @@ class FuzzRun:
     """One `st run`, started in the background: the two runs of a variant go at once, so that
     they use both cores (each `st` is one process, busy one core at a time)."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log: Path
     operations: tuple[str, ...]
 
@@ -405,7 +419,9 @@ class Fuzzed:
 
 
 @pytest.fixture(scope="module", params=VARIANTS, ids=[variant_id(variant) for variant in VARIANTS])
-def fuzzed(request, render, tmp_path_factory) -> Iterator[Fuzzed]:
+def fuzzed(
+    request: pytest.FixtureRequest, render: Render, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fuzzed]:
     """The variant's production server (uvicorn or gunicorn) on SQLite, in development, and
     both runs against it, started together."""
     project = render(**request.param)

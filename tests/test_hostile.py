@@ -29,7 +29,7 @@ MIB = 2**20
 
 
 @contextmanager
-def serving(server: socketserver.BaseServer) -> Iterator[int]:
+def serving(server: socketserver.TCPServer) -> Iterator[int]:
     """Run `server` in a thread; yield its port; shut it down."""
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -87,7 +87,9 @@ def recorder() -> Iterator[tuple[int, list[dict[str, Any]]]]:
             yield port, server.records  # type: ignore[attr-defined]
 
 
-def test_slow_clients_hold_connections_then_close_them_by_themselves(recorder) -> None:
+def test_slow_clients_hold_connections_then_close_them_by_themselves(
+    recorder: tuple[int, list[dict[str, Any]]],
+) -> None:
     port, records = recorder
     start = time.monotonic()
     with slow_clients("127.0.0.1", port, count=5, interval_s=0.05, duration_s=1.5) as slow:
@@ -108,7 +110,9 @@ def test_slow_clients_hold_connections_then_close_them_by_themselves(recorder) -
     assert slow.headers_sent >= 5 * 4
 
 
-def test_slow_clients_close_when_the_block_ends(recorder) -> None:
+def test_slow_clients_close_when_the_block_ends(
+    recorder: tuple[int, list[dict[str, Any]]],
+) -> None:
     port, records = recorder
     start = time.monotonic()
     with slow_clients("127.0.0.1", port, count=3, interval_s=0.1, duration_s=60) as slow:
@@ -380,6 +384,8 @@ def test_tree_rss_counts_every_descendant() -> None:
     child = subprocess.Popen(
         [PYTHON, "-c", FAMILY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+    assert child.stdin is not None
+    assert child.stdout is not None
     try:
         assert select.select([child.stdout], [], [], 20)[0], "the grandchild did not start"
         assert child.stdout.readline() == "ready\n"

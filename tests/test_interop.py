@@ -23,7 +23,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jwt
@@ -38,7 +38,7 @@ from joserfc.jwk import KeySet
 from oauthlib.oauth2 import LegacyApplicationClient
 from oauthlib.oauth2.rfc6749.errors import InvalidGrantError
 from requests_oauthlib import OAuth2Session as OAuthlibSession
-from servers import LiveServer
+from servers import LiveServer, StartLiveServer
 from variants import variants
 
 PASSWORD = "correct horse battery"
@@ -64,7 +64,8 @@ PYJWT_VARIANTS = variants(tuple(a for a in KEY_PAIR_FAMILIES if a != "Ed25519"))
 
 README_SECTION = "## Verifying tokens in other services"
 README_JWKS_URL = "https://auth.example.com/.well-known/jwks.json"
-KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+KeyType = Literal["RSA", "EC", "OKP"]
+KEY_TYPES: dict[str, KeyType] = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
 
 # --- the live service, seen from outside ---------------------------------------------------
@@ -100,7 +101,7 @@ def jwks_url(server: LiveServer) -> str:
 
 
 @functools.cache
-def ring_key(ring: Path, kid: str, key_type: str) -> Any:
+def ring_key(ring: Path, kid: str, key_type: KeyType) -> jose_jwk.Key:
     """A private key of a key ring, as joserfc signs with it; parsed once (an RSA key's checks
     take half a second)."""
     return jose_jwk.import_key((ring / f"{kid}.key").read_text(), key_type)
@@ -155,15 +156,20 @@ class AuthlibClient:
 
     @property
     def token(self) -> dict[str, Any] | None:
-        return self.session.token
+        token: dict[str, Any] | None = self.session.token
+        return token
 
     def fetch_token(self, username: str, password: str) -> dict[str, Any]:
-        return self.session.fetch_token(
+        token: dict[str, Any] = self.session.fetch_token(
             f"{self.url}/auth/login", username=username, password=password, grant_type="password"
         )
+        return token
 
     def refresh_token(self, path: str, refresh_token: str | None = None) -> dict[str, Any]:
-        return self.session.refresh_token(f"{self.url}{path}", refresh_token=refresh_token)
+        token: dict[str, Any] = self.session.refresh_token(
+            f"{self.url}{path}", refresh_token=refresh_token
+        )
+        return token
 
     def get(self, path: str) -> requests.Response:
         return self.session.get(f"{self.url}{path}")
@@ -200,7 +206,8 @@ class RequestsOAuthlibClient:
 
     @property
     def token(self) -> dict[str, Any] | None:
-        return self.session.token
+        token: dict[str, Any] | None = self.session.token
+        return token
 
     def fetch_token(self, username: str, password: str) -> dict[str, Any]:
         return self.session.fetch_token(
@@ -227,13 +234,15 @@ OAuthClient = AuthlibClient | RequestsOAuthlibClient
 
 
 @pytest.fixture
-def server(answers: dict[str, str], live_server) -> LiveServer:
+def server(answers: dict[str, str], live_server: StartLiveServer) -> LiveServer:
     """The live server of the variant the test is parametrized with (`answers`)."""
     return live_server(**answers)
 
 
 @pytest.fixture(params=[AuthlibClient, RequestsOAuthlibClient], ids=lambda c: c.name)
-def oauth(request, server: LiveServer, monkeypatch) -> Iterator[OAuthClient]:
+def oauth(
+    request: pytest.FixtureRequest, server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[OAuthClient]:
     """An OAuth2 client library's session for the live server."""
     # oauthlib refuses plain HTTP unless told otherwise; the server is on the loopback.
     assert server.url.startswith("http://127.0.0.1:")
@@ -249,10 +258,12 @@ def login_with(oauth: OAuthClient, server: LiveServer) -> tuple[str, dict[str, A
     return user_id, dict(oauth.fetch_token(username, PASSWORD))
 
 
-def assert_invalid_grant(raised: pytest.ExceptionInfo, says: str) -> None:
+def assert_invalid_grant(raised: pytest.ExceptionInfo[Exception], says: str) -> None:
     """The client raised RFC 6749's `invalid_grant`, with the service's description."""
-    assert raised.value.error == "invalid_grant"
-    assert says in raised.value.description
+    error = raised.value
+    assert isinstance(error, OAuthError | InvalidGrantError), error
+    assert error.error == "invalid_grant"
+    assert says in error.description
 
 
 @pytest.mark.parametrize("answers", CLIENT_VARIANTS)
@@ -264,6 +275,7 @@ def test_client_logs_in_and_calls_the_api_with_its_bearer_token(
     assert token["token_type"].lower() == "bearer"
     assert token["expires_in"] == 15 * 60
     assert token["refresh_token"]
+    assert oauth.token is not None
     assert oauth.token["access_token"] == token["access_token"]
     me = oauth.get("/users/me")
     assert me.status_code == 200, me.text
@@ -282,6 +294,7 @@ def test_client_refreshes_at_both_endpoints_and_keeps_the_rotated_token(
     for path in ("/auth/refresh", "/auth/login"):
         refreshed = oauth.refresh_token(path)
         assert refreshed["access_token"] != tokens["access_token"]
+        assert oauth.token is not None
         assert oauth.token["access_token"] == refreshed["access_token"]
         assert oauth.token["refresh_token"] == refreshed["refresh_token"]
         seen.append(refreshed["refresh_token"])
@@ -309,6 +322,7 @@ def test_client_refreshes_on_its_own_when_the_access_token_expires(
     assert me.json()["id"] == user_id
     assert len(oauth.updates) == updates + 1, "the client refreshed and reported the new token"
     [new] = oauth.updates[updates:]
+    assert oauth.token is not None
     assert new["access_token"] == oauth.token["access_token"] != tokens["access_token"]
     rotated = oauth.token["refresh_token"] != tokens["refresh_token"]
     assert rotated == (server.strategy == "rotating")
@@ -332,6 +346,7 @@ def test_client_sees_a_replayed_refresh_token_as_invalid_grant(
 ) -> None:
     _, tokens = login_with(oauth, server)
     oauth.refresh_token("/auth/refresh")
+    assert oauth.token is not None
     current = dict(oauth.token)
     with pytest.raises(oauth.refused) as raised:
         oauth.refresh_token("/auth/refresh", refresh_token=tokens["refresh_token"])
@@ -353,6 +368,7 @@ def test_client_sees_an_expired_refresh_token_as_invalid_grant(
         with pytest.raises(oauth.refused) as raised:
             oauth.refresh_token(path, refresh_token=stale)
         assert_invalid_grant(raised, "expired")
+    assert oauth.token is not None
     assert oauth.token["refresh_token"] == tokens["refresh_token"], "the client kept its token"
 
 
@@ -387,7 +403,10 @@ def joserfc_verifier(server: LiveServer, audience: str = AUDIENCE) -> Verify:
         leeway=LEEWAY,
         iss={"essential": True, "value": ISSUER},
         aud={"essential": True, "value": audience},
-        **{name: {"essential": True} for name in ("sub", "iat", "exp", "jti")},
+        sub={"essential": True},
+        iat={"essential": True},
+        exp={"essential": True},
+        jti={"essential": True},
     )
 
     def verify(token: str) -> dict[str, Any]:
@@ -496,7 +515,9 @@ def test_a_verifier_expecting_the_issuer_as_audience_refuses_refresh_tokens(
         warnings.simplefilter("ignore", SecurityWarning)  # joserfc: "EdDSA" is deprecated
         signed = jose_jwt.decode(refresh, keys, algorithms=[server.algorithm])
     assert signed.claims["aud"] == REFRESH_AUDIENCE
-    verifiers = [(joserfc_verifier(server, audience=ISSUER), (JoseError,))]
+    verifiers: list[tuple[Verify, tuple[type[Exception], ...]]] = [
+        (joserfc_verifier(server, audience=ISSUER), (JoseError,))
+    ]
     if server.algorithm != "Ed25519":
         verifiers.append((pyjwt_verifier(server, audience=ISSUER), (jwt.PyJWTError,)))
     as_access = resign(server, refresh, typ="at+jwt")

@@ -12,6 +12,7 @@ time bound is a ratio against the same request on the idle server.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import functools
@@ -24,7 +25,7 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from aiosmtpd.controller import Controller
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from liveserver import RunningServer, server_process
-from projects import PYTHON, Project, wait_for
+from projects import PYTHON, Project, Render, wait_for
 from servers import server_env
 from variants import FRAMEWORKS, variant_id
 
@@ -91,9 +92,10 @@ class LoopbackController(Controller):
     def __init__(self, handler: Sink) -> None:
         super().__init__(handler, hostname="127.0.0.1", port=0, server_hostname="localhost")
 
-    def _create_server(self) -> Any:
-        async def listen() -> Any:
+    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
+        async def listen() -> asyncio.AbstractServer:
             server = await Controller._create_server(self)
+            assert isinstance(server, asyncio.Server)  # loop.create_server's
             self.port = server.sockets[0].getsockname()[1]  # before start() connects to it
             return server
 
@@ -161,7 +163,7 @@ def start(project: Project, state: Path, settings: dict[str, str]) -> Iterator[S
 
 
 @pytest.fixture(scope="module", params=DEFAULTS, ids=variant_id)
-def project(request, render) -> Project:
+def project(request: pytest.FixtureRequest, render: Render) -> Project:
     return render(**request.param)
 
 
@@ -212,16 +214,18 @@ def started_together(*managers: AbstractContextManager[Server]) -> Iterator[list
 
 
 @pytest.fixture(scope="module")
-def servers(project: Project, smtp: tuple[int, Sink], tmp_path_factory) -> Iterator[list[Server]]:
+def servers(
+    project: Project, smtp: tuple[int, Sink], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Server]]:
     """The variant's two servers: `main_settings` and `strict_settings`."""
     main = start(project, tmp_path_factory.mktemp("lifecycle"), main_settings(smtp[0]))
     strict = start(project, tmp_path_factory.mktemp("strict"), strict_settings(project.framework))
     with started_together(main, strict) as running:
-        strict = running[1]
-        if strict.framework == "flask":
-            assert wait_for(lambda: len(strict.workers()) == 2, timeout=10), strict.workers()
+        second = running[1]
+        if second.framework == "flask":
+            assert wait_for(lambda: len(second.workers()) == 2, timeout=10), second.workers()
             for index in range(2):  # each worker has loaded the app and answers
-                with answered_by(strict, index), client(strict.url) as own:
+                with answered_by(second, index), client(second.url) as own:
                     assert own.get("/health").status_code == 200
         yield running
 
@@ -311,7 +315,8 @@ def me(own: httpx.Client, session: Login) -> int:
 
 
 def jti(token: str) -> str:
-    return jwt.decode(token, options={"verify_signature": False})["jti"]
+    claim: str = jwt.decode(token, options={"verify_signature": False})["jti"]
+    return claim
 
 
 def assert_refused_login(response: httpx.Response) -> None:
@@ -354,7 +359,7 @@ def test_password_reset_by_email_end_to_end(server: Server, smtp: tuple[int, Sin
             response = own.post("/auth/password-reset", json={"email": requested})
             assert response.status_code == 202, response.text
             assert response.content == b""
-        assert wait_for(lambda: sink.to(address), timeout=MAIL_SECONDS), "no message came"
+        assert wait_for(lambda: bool(sink.to(address)), timeout=MAIL_SECONDS), "no message came"
         # The unknown address was looked up (a security event), and got no message.
         assert wait_for(
             lambda: {"event": "password_reset_requested", "known": False} in events(server),
@@ -580,7 +585,7 @@ def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
 
 
 @pytest.fixture
-def production_fastapi(render, tmp_path) -> Iterator[Server]:
+def production_fastapi(render: Render, tmp_path: Path) -> Iterator[Server]:
     """FastAPI in production: the OWASP Argon2 defaults, one hash at a time and four waiting,
     a key of its own and a migrated database."""
     project = render(**DEFAULTS[0])
@@ -648,7 +653,7 @@ def test_a_login_flood_leaves_refresh_and_protected_routes_alone(
     def flood(number: int) -> list[Attempt]:
         """Log in again and again, as a client that honours `Retry-After` (each a little
         later than the others) does."""
-        attempts = []
+        attempts: list[Attempt] = []
         with client(server.url, f"198.18.0.{number + 1}") as flooder:
             barrier.wait(timeout=30)
             while not stop.is_set() and len(attempts) < FLOOD_ATTEMPTS:
@@ -666,7 +671,8 @@ def test_a_login_flood_leaves_refresh_and_protected_routes_alone(
         try:
             barrier.wait(timeout=30)
             assert saturated.wait(timeout=10), "the flood never filled the hashing queue"
-            ends, busy = time.monotonic() + FLOOD_SECONDS, []
+            ends = time.monotonic() + FLOOD_SECONDS
+            busy: list[tuple[float, float]] = []
             while len(busy) < FLOOD_PROBES or time.monotonic() < ends:
                 busy += probe("192.0.2.52", 1, pause=0.05)
         finally:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from liveserver import running_server
-from projects import PYTHON
+from projects import PYTHON, Render
 from servers import TEST_SERVER_SETTINGS
 from variants import FRAMEWORKS, STRATEGIES
 
@@ -18,16 +20,19 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'live.db'}"
-    return request.getfixturevalue("postgres_schema")
+    url: str = request.getfixturevalue("postgres_schema")
+    return url
 
 
 @pytest.fixture(
     params=[(f, s) for f in FRAMEWORKS for s in STRATEGIES], ids=lambda p: f"{p[0]}-EdDSA-{p[1]}"
 )
-def server(request, render, tmp_path, database_url) -> Iterator[tuple[str, str]]:
+def server(
+    request: pytest.FixtureRequest, render: Render, tmp_path: Path, database_url: str
+) -> Iterator[tuple[str, str]]:
     """A live server (EdDSA) with one strategy; yields (base URL, strategy)."""
     framework, strategy = request.param
     project = render(framework=framework, jwt_algorithm="EdDSA", refresh_strategy=strategy)
@@ -41,16 +46,17 @@ def server(request, render, tmp_path, database_url) -> Iterator[tuple[str, str]]
         yield url, strategy
 
 
-def login(client: httpx.Client) -> dict:
+def login(client: httpx.Client) -> dict[str, Any]:
     username = f"user-{uuid.uuid4().hex[:10]}"
     credentials = {"username": username, "password": PASSWORD}
     assert client.post("/auth/register", json=credentials).status_code == 201
     response = client.post("/auth/login", data={"grant_type": "password", **credentials})
     assert response.status_code == 200
-    return response.json()
+    tokens: dict[str, Any] = response.json()
+    return tokens
 
 
-def test_login_refresh_refresh_logout(server) -> None:
+def test_login_refresh_refresh_logout(server: tuple[str, str]) -> None:
     url, strategy = server
     with httpx.Client(base_url=url, timeout=30) as client:
         tokens = login(client)
@@ -79,7 +85,7 @@ def test_login_refresh_refresh_logout(server) -> None:
             assert again.json()["error"] == "invalid_grant"
 
 
-def test_replay_and_race(server) -> None:
+def test_replay_and_race(server: tuple[str, str]) -> None:
     url, strategy = server
     if strategy == "none":
         with httpx.Client(base_url=url, timeout=30) as client:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pytest_copie.plugin import Copie
 
 pytestmark = pytest.mark.matrix
 
@@ -42,7 +43,7 @@ BAD_ANSWERS = [
     ids=[f"{question}={answer!r}" for question, answer, _ in BAD_ANSWERS],
 )
 def test_bad_answer_is_refused_and_nothing_is_rendered(
-    copie, question: str, answer: Any, message: str
+    copie: Copie, question: str, answer: Any, message: str
 ) -> None:
     result = copie.copy(extra_answers={question: answer})
     assert result.exit_code != 0
@@ -75,19 +76,20 @@ GOOD_ANSWERS = [
     GOOD_ANSWERS,
     ids=[f"{question}={answer!r}" for question, answer in GOOD_ANSWERS],
 )
-def test_good_answer_is_accepted_and_recorded(copie, question: str, answer: Any) -> None:
+def test_good_answer_is_accepted_and_recorded(copie: Copie, question: str, answer: Any) -> None:
     result = copie.copy(extra_answers={question: answer})
     assert result.exit_code == 0, result.exception
     assert result.answers[question] == answer
 
 
-def test_any_answer_text_renders_valid_code(copie) -> None:
+def test_any_answer_text_renders_valid_code(copie: Copie) -> None:
     """Quotes, backslashes (`\\N{...}` is an escape in Python) and Unicode in the names."""
     name, description = 'Café "Orders" \\ API', "Back\\slash \\N{x}, 'quotes' & <tags>"
     result = copie.copy(extra_answers={"project_name": name, "description": description})
     assert result.exit_code == 0, result.exception
+    assert result.project_dir is not None
     package = result.project_dir / "src" / result.answers["package_name"]
-    namespace: dict = {}
+    namespace: dict[str, Any] = {}
     exec(compile((package / "__init__.py").read_text(), "__init__.py", "exec"), namespace)  # noqa: S102
     assert namespace["__doc__"] == f"{name}: {description}"
     assert namespace["TITLE"] == name
@@ -98,16 +100,18 @@ def test_any_answer_text_renders_valid_code(copie) -> None:
     [("Orders API", "orders_api"), ("123 Orders API!", "orders_api"), ("---", "service")],
 )
 def test_package_name_is_derived_from_the_project_name(
-    copie, project_name: str, package_name: str
+    copie: Copie, project_name: str, package_name: str
 ) -> None:
     result = copie.copy(extra_answers={"project_name": project_name})
     assert result.exit_code == 0, result.exception
     assert result.answers["package_name"] == package_name
+    assert result.project_dir is not None
     assert (result.project_dir / "src" / package_name / "__init__.py").is_file()
 
 
-def test_refresh_days_are_not_asked_without_a_strategy(copie) -> None:
+def test_refresh_days_are_not_asked_without_a_strategy(copie: Copie) -> None:
     result = copie.copy(extra_answers={"refresh_strategy": "none"})
     assert result.exit_code == 0, result.exception
     assert "refresh_token_days" not in result.answers
+    assert result.project_dir is not None
     assert "refresh_token_days" not in (result.project_dir / ".copier-answers.yml").read_text()

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 from frameworks import TABLE
-from projects import BIN, PYTHON, ROOT, Project
+from projects import BIN, PYTHON, ROOT, Project, Render
+from pytest_copie.plugin import Copie
 from suiterunner import SuiteRunner
 from variants import FRAMEWORKS, matrix, suite_variants, variant_id
 
@@ -30,7 +31,7 @@ def is_rendered(path: Path) -> bool:
 
 @pytest.mark.matrix
 @pytest.mark.parametrize("answers", matrix())
-def test_no_template_syntax_is_left(render, answers: dict[str, Any]) -> None:
+def test_no_template_syntax_is_left(render: Render, answers: dict[str, Any]) -> None:
     project = render(**answers)
     files = [path for path in project.path.rglob("*") if path.is_file() and is_rendered(path)]
     assert len(files) > 30
@@ -42,7 +43,7 @@ def test_no_template_syntax_is_left(render, answers: dict[str, Any]) -> None:
 
 @pytest.mark.matrix
 @pytest.mark.parametrize("answers", matrix())
-def test_ruff_finds_nothing_to_change(render, answers: dict[str, Any]) -> None:
+def test_ruff_finds_nothing_to_change(render: Render, answers: dict[str, Any]) -> None:
     project = render(**answers)
     formatted = project.run(BIN / "ruff", "format", "--check", "--no-cache", ".")
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
@@ -83,7 +84,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.mark.matrix
-def test_rendered_suite_passes(render, suite_runner, answers: dict[str, Any]) -> None:
+def test_rendered_suite_passes(
+    render: Render, suite_runner: SuiteRunner, answers: dict[str, Any]
+) -> None:
     assert_suite_passes(render(**answers), runner=suite_runner)
 
 
@@ -99,14 +102,16 @@ POSTGRESQL_SUITES = [
 
 
 @pytest.mark.parametrize("answers", POSTGRESQL_SUITES)
-def test_rendered_suite_passes_on_postgresql(render, suite_runner, postgres_url, answers) -> None:
+def test_rendered_suite_passes_on_postgresql(
+    render: Render, suite_runner: SuiteRunner, postgres_url: str, answers: dict[str, str]
+) -> None:
     """Each test of the project's suite gets a schema of its own on the real server."""
     project = render(**answers)
     assert_suite_passes(project, {"TEST_DATABASE_URL": postgres_url}, runner=suite_runner)
 
 
 @pytest.mark.parametrize("algorithm", ["HS256", "EdDSA"])
-def test_core_is_identical_in_both_frameworks(render, algorithm: str) -> None:
+def test_core_is_identical_in_both_frameworks(render: Render, algorithm: str) -> None:
     fastapi, flask = (render(framework=f, jwt_algorithm=algorithm) for f in FRAMEWORKS)
     fastapi_core = fastapi.path / "src" / fastapi.package / "core"
     flask_core = flask.path / "src" / flask.package / "core"
@@ -117,7 +122,7 @@ def test_core_is_identical_in_both_frameworks(render, algorithm: str) -> None:
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_only_the_chosen_framework_is_rendered(render, framework: str) -> None:
+def test_only_the_chosen_framework_is_rendered(render: Render, framework: str) -> None:
     project = render(framework=framework, jwt_algorithm="HS256")
     package = project.path / "src" / project.package
     pyproject = (project.path / "pyproject.toml").read_text()
@@ -128,7 +133,7 @@ def test_only_the_chosen_framework_is_rendered(render, framework: str) -> None:
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_hmac_secret_stays_out_of_git_and_the_answers_file(render, framework: str) -> None:
+def test_hmac_secret_stays_out_of_git_and_the_answers_file(render: Render, framework: str) -> None:
     project = render(framework=framework, jwt_algorithm="HS512")
     env = dict(
         line.split("=", 1)
@@ -147,7 +152,7 @@ def test_hmac_secret_stays_out_of_git_and_the_answers_file(render, framework: st
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_secrets_and_data_stay_out_of_images(render, framework: str) -> None:
+def test_secrets_and_data_stay_out_of_images(render: Render, framework: str) -> None:
     """The project's .dockerignore keeps what git ignores for safety out of an image too."""
     project = render(framework=framework, jwt_algorithm="HS256")
     ignored = (project.path / ".dockerignore").read_text().split()
@@ -157,7 +162,9 @@ def test_secrets_and_data_stay_out_of_images(render, framework: str) -> None:
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_development_key_pair_is_private_and_git_ignored(render, tmp_path, framework: str) -> None:
+def test_development_key_pair_is_private_and_git_ignored(
+    render: Render, tmp_path: Path, framework: str
+) -> None:
     project = render(framework=framework, jwt_algorithm="ES256")
     copy = shutil.copytree(project.path, tmp_path / "project")
     shutil.rmtree(copy / "keys", ignore_errors=True)
@@ -189,16 +196,17 @@ def tracked_by_git(project: Path, extra_files: list[str]) -> list[str]:
     return sorted(name for name in listed if any(part in name for part in secretive))
 
 
-def test_every_project_gets_its_own_development_secret(copie) -> None:
+def test_every_project_gets_its_own_development_secret(copie: Copie) -> None:
     secrets = set()
     for _ in range(2):
         result = copie.copy(extra_answers={"jwt_algorithm": "HS256"})
         assert result.exit_code == 0, result.exception
+        assert result.project_dir is not None
         secrets.add((result.project_dir / ".env").read_text())
     assert len(secrets) == 2
 
 
-def test_copier_cli_renders_without_trust(tmp_path) -> None:
+def test_copier_cli_renders_without_trust(tmp_path: Path) -> None:
     """`copier copy` with no --trust and no --data works: the template needs no unsafe feature."""
     result = subprocess.run(
         [BIN / "copier", "copy", "--defaults", "--quiet", str(ROOT), str(tmp_path / "project")],
@@ -224,7 +232,7 @@ SERVERS = {row.server for row in TABLE}
 
 @pytest.mark.matrix
 @pytest.mark.parametrize("answers", matrix())
-def test_dependencies_are_exactly_what_src_imports(render, answers: dict[str, Any]) -> None:
+def test_dependencies_are_exactly_what_src_imports(render: Render, answers: dict[str, Any]) -> None:
     project = render(**answers)
     pyproject = tomllib.loads((project.path / "pyproject.toml").read_text())
     # The `postgres` extra counts: the code that needs psycopg imports it where it runs.
@@ -235,7 +243,7 @@ def test_dependencies_are_exactly_what_src_imports(render, answers: dict[str, An
     declared = {
         re.split(r"[\[<>=!~ ]", requirement, maxsplit=1)[0].lower() for requirement in requirements
     }
-    imported = set()
+    imported: set[str] = set()
     for path in (project.path / "src").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

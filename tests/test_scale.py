@@ -7,15 +7,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import Any
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 from liveserver import RunningServer, server_process
-from projects import PYTHON
+from projects import PYTHON, Render
 from servers import TEST_SERVER_SETTINGS
 from variants import FRAMEWORKS
 
@@ -45,7 +45,9 @@ def descendants(pid: int) -> set[int]:
 
 
 @pytest.fixture(params=FRAMEWORKS)
-def instances(request, render, tmp_path, postgres_schema) -> Iterator[Any]:
+def instances(
+    request: pytest.FixtureRequest, render: Render, tmp_path: Path, postgres_schema: str
+) -> Iterator[Callable[[], RunningServer]]:
     """`start()` starts another instance of one project on one PostgreSQL schema."""
     project = render(framework=request.param, jwt_algorithm="EdDSA")
     env = {
@@ -71,7 +73,8 @@ def sign_in(url: str) -> str:
         assert client.post("/auth/register", json=credentials).status_code == 201
         response = client.post("/auth/login", data={"grant_type": "password", **credentials})
         assert response.status_code == 200, response.text
-        return response.json()["access_token"]
+        token: str = response.json()["access_token"]
+        return token
 
 
 def me(url: str, token: str) -> int:
@@ -106,7 +109,9 @@ def kill_listeners(server: RunningServer, postgres_url: str) -> int:
     return len(rows)
 
 
-def test_a_logout_holds_on_every_instance(instances, postgres_url) -> None:
+def test_a_logout_holds_on_every_instance(
+    instances: Callable[[], RunningServer], postgres_url: str
+) -> None:
     first, second = instances(), instances()
     token = sign_in(first.url)
     assert me(second.url, token) == 200  # verified and remembered there

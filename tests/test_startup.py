@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import frameworks
 import pytest
 from liveserver import run_to_exit
-from projects import PYTHON, Project
+from projects import PYTHON, Project, Render
 from variants import FRAMEWORKS
 
 HMAC_CASES = [
@@ -31,7 +32,7 @@ MISSING = {
 }
 
 
-def assert_refused(project, framework: str, env: dict[str, str], message: str) -> None:
+def assert_refused(project: Path, framework: str, env: dict[str, str], message: str) -> None:
     env = {"ENVIRONMENT": "production", "PYTHONPATH": str(project / "src"), **env}
     package = next(project.glob("src/*/__init__.py")).parent.name
     returncode, output = run_to_exit(project, framework, package, PYTHON, env)
@@ -57,7 +58,7 @@ def assert_refused(project, framework: str, env: dict[str, str], message: str) -
     ],
 )
 def test_production_refuses_a_bad_setting(
-    render, framework: str, algorithm: str, env: dict[str, str], message: str
+    render: Render, framework: str, algorithm: str, env: dict[str, str], message: str
 ) -> None:
     project = render(framework=framework, jwt_algorithm=algorithm)
     assert_refused(project.path, framework, env, message)
@@ -65,7 +66,9 @@ def test_production_refuses_a_bad_setting(
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("algorithm", sorted(MISSING))
-def test_production_refuses_a_missing_key(render, tmp_path, framework: str, algorithm: str) -> None:
+def test_production_refuses_a_missing_key(
+    render: Render, tmp_path: Path, framework: str, algorithm: str
+) -> None:
     project = render(framework=framework, jwt_algorithm=algorithm)
     copy = shutil.copytree(project.path, tmp_path / "project")
     (copy / ".env").unlink()
@@ -76,7 +79,7 @@ def test_production_refuses_a_missing_key(render, tmp_path, framework: str, algo
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_production_refuses_what_the_development_set_up_made(
-    render, tmp_path, framework: str
+    render: Render, tmp_path: Path, framework: str
 ) -> None:
     """The .env secret copier wrote, and the key ring a first start in development made."""
     hmac = render(framework=framework, jwt_algorithm="HS256")
@@ -97,7 +100,7 @@ def test_production_refuses_what_the_development_set_up_made(
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_production_refuses_a_key_file_every_user_can_read(
-    render, tmp_path, framework: str
+    render: Render, tmp_path: Path, framework: str
 ) -> None:
     project = render(framework=framework, jwt_algorithm="EdDSA")
     key_file = tmp_path / "signing.pem"
@@ -110,7 +113,9 @@ def test_production_refuses_a_key_file_every_user_can_read(
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_environment_must_be_set_outside_a_checkout(render, tmp_path, framework: str) -> None:
+def test_environment_must_be_set_outside_a_checkout(
+    render: Render, tmp_path: Path, framework: str
+) -> None:
     project = render(framework=framework, jwt_algorithm="EdDSA")
     copy = shutil.copytree(project.path, tmp_path / "project")
     (copy / ".env").unlink()

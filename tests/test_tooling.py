@@ -21,8 +21,9 @@ def test_ruff_clean() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_scripts_pass_mypy_strict(tmp_path: Path) -> None:
-    """scripts/, as this repository's pyproject.toml configures mypy (strict)."""
+def test_tooling_passes_mypy_strict(tmp_path: Path) -> None:
+    """scripts/, tests/ and bench/, as this repository's pyproject.toml configures mypy
+    (strict)."""
     result = subprocess.run(
         [BIN / "mypy", "--cache-dir", tmp_path / "mypy-cache"],
         cwd=ROOT,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from projects import BIN, Project
+from projects import BIN, Project, Render
 from variants import FRAMEWORKS, variants
 
 pytestmark = pytest.mark.matrix
@@ -38,7 +38,7 @@ def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("answers", variants(("EdDSA",)))
-def test_mypy_strict_passes(render, mypy_cache: Path, answers: dict[str, Any]) -> None:
+def test_mypy_strict_passes(render: Render, mypy_cache: Path, answers: dict[str, Any]) -> None:
     """`mypy` run in the project, as the project configures it (pyproject.toml)."""
     project = render(**answers)
     checked = project.run(BIN / "mypy", "--cache-dir", mypy_cache, timeout=600)
@@ -67,7 +67,7 @@ def code_shape(project: Project) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_only_the_framework_shapes_the_code(render, framework: str) -> None:
+def test_only_the_framework_shapes_the_code(render: Render, framework: str) -> None:
     """Other answers change only literals and the package's name, so the render type-checked
     above stands for them all (a new `{% if %}` on another answer in Python code fails here:
     type-check that variant too)."""

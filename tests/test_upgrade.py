@@ -12,7 +12,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +30,7 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
-def releases(tmp_path_factory) -> Path:
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template repository with v0.2.0 at the previous release and v0.3.0 = this tree."""
     repo = tmp_path_factory.mktemp("releases") / "template-repo"
     cloned = subprocess.run(
@@ -55,13 +57,14 @@ def releases(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'kept.db'}"
-    return request.getfixturevalue("postgres_schema")
+    url: str = request.getfixturevalue("postgres_schema")
+    return url
 
 
-def serve(project: Path, answers: dict, database_url: str):
+def serve(project: Path, answers: dict[str, Any], database_url: str) -> AbstractContextManager[str]:
     """The project's server in development, on `database_url`, with cheap hashing."""
     env = {
         "PYTHONPATH": str(project / "src"),

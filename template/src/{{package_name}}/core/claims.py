@@ -7,13 +7,14 @@ kind this service issues), `sid` names the login session.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import NotRequired, TypedDict
 
 from .. import claims as project
 from ..claims import ExtraClaims
 from .db import User
-from .errors import InsufficientScope
+from .errors import InsufficientScope, UnknownUser
 
 
 class _TokenClaims(TypedDict):
@@ -76,3 +77,12 @@ def require_scopes(claims: Claims, needed: Iterable[str]) -> Claims:
     if not scopes_of(claims).issuperset(needed):
         raise InsufficientScope(needed)
     return claims
+
+
+def user_id_of(claims: Claims | RefreshClaims) -> uuid.UUID:
+    """The user id in verified claims' `sub` (this service signed it: a user id), or
+    `UnknownUser` (an invalid token) if it is not one."""
+    try:
+        return uuid.UUID(claims["sub"])
+    except ValueError as exc:
+        raise UnknownUser() from exc

@@ -32,7 +32,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .claims import Claims, RefreshClaims, token_claims
+from .claims import Claims, RefreshClaims, token_claims, user_id_of
 from .db import (
     REVOKED,
     Database,
@@ -204,11 +204,7 @@ class Sessions:
     def _check_standing(self, claims: RefreshClaims) -> User:
         """A refresh token's user, once the database says the token is not revoked and the user
         exists and is enabled (memory keeps only what access tokens need): one read."""
-        try:
-            user_id = uuid.UUID(claims["sub"])
-        except ValueError as exc:
-            raise InvalidToken("The token's subject is not a user of this service.") from exc
-        row = self._standing.first({"user_id": user_id, **revocation_parameters(claims)})
+        row = self._standing.first({"user_id": user_id_of(claims), **revocation_parameters(claims)})
         if row is None:
             raise InvalidToken("The user of this token no longer exists.")
         *columns, revoked = row

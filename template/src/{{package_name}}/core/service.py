@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from sqlalchemy import delete
 
 from ..settings import Settings
 from . import openapi, schema
-from .claims import Claims
+from .claims import Claims, user_id_of
 from .clients import TrustedProxies, client_address
 from .cookies import RefreshCookie
 from .db import Database, DatabaseLimits, PasswordReset, User
@@ -36,7 +35,6 @@ from .errors import (
     ServiceError,
     ServiceUnavailable,
     TokenEndpointError,
-    UnknownUser,
     WrongPassword,
 )
 from .events import security_event
@@ -318,7 +316,7 @@ class AuthService:
     def logout_all(self, claims: Claims) -> None:
         """End every session of the caller, on every device: every token issued to them up
         to now is refused from now on."""
-        user_id = _user_id(claims)
+        user_id = user_id_of(claims)
         self.sessions.end_everywhere(user_id)
         security_event("logout_everywhere", user_id=user_id)
 
@@ -399,7 +397,7 @@ class AuthService:
         """The caller's user, once `password` proves it is theirs; guessing is throttled as
         logins are (and counts toward the same limits)."""
         self.throttle.count_request(client)
-        user = self.users.get(_user_id(claims))
+        user = self.users.get(user_id_of(claims))
         self.throttle.check_login(user.username_key, client)
         try:
             self.users.check_password(user, password)
@@ -524,14 +522,6 @@ def _token_endpoint_errors() -> Iterator[None]:
         if exc.oauth_error is None:
             raise
         raise TokenEndpointError(exc) from exc
-
-
-def _user_id(claims: Claims) -> uuid.UUID:
-    """The user id of verified claims (the service signed them: `sub` is a user id)."""
-    try:
-        return uuid.UUID(claims["sub"])
-    except ValueError as exc:
-        raise UnknownUser() from exc
 
 
 def _reset_hash(token: str) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .claims import Claims
+from .claims import Claims, user_id_of
 from .db import REVOKED, Database, PasswordReset, RefreshToken, User, revocation_parameters
 from .errors import (
     AccountDisabled,
@@ -173,10 +173,7 @@ class UserService:
         """Return the user a token's `sub` names, or raise `UnknownUser`; unless told not to
         (the caller checked in memory), raise `RevokedToken` if the token is revoked. One
         read for both."""
-        try:
-            user_id = uuid.UUID(claims["sub"])
-        except ValueError as exc:
-            raise UnknownUser() from exc
+        user_id = user_id_of(claims)
         parameters = revocation_parameters(claims) if check_revoked else _NOTHING_REVOKED
         row = self._profile.first({**parameters, "user_id": user_id})
         if row is None:

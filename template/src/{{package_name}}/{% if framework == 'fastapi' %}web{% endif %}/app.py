@@ -36,8 +36,6 @@ def create_app(settings: Settings) -> FastAPI:
         # As many threads for blocking work (database reads, password hashing) as database
         # connections: a thread more could only wait for a connection.
         to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
-        # Password hashing has threads of its own (`deps.hashing`).
-        _app.state.hashing = CapacityLimiter(service.users.hasher.capacity)
         yield
         service.database.dispose()
 
@@ -56,6 +54,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         docs_paths = ()
     app.state.auth = service
+    # Password hashing has threads of its own (`deps.hashing`).
+    app.state.hashing = CapacityLimiter(service.users.hasher.capacity)
     # FastAPI's documented way to replace the description; mypy refuses any assignment to a
     # method, and the app's class is FastAPI's or FastAPIOffline's, so no subclass can do it.
     app.openapi = functools.partial(_openapi, app, service)  # type: ignore[method-assign]

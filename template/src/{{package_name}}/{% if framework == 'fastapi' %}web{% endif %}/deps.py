@@ -89,11 +89,8 @@ async def hashing(request: Request, function: Callable[..., R], *args: Any) -> R
     for Argon2 never hold up requests that do not hash (they keep the default thread pool),
     and when `ARGON2_MAX_WAITING` are already waiting, the next is refused at once (503)."""
     auth: AuthService = request.app.state.auth
-    hasher = auth.users.hasher
-    limiter = getattr(request.app.state, "hashing", None)
-    if limiter is None:
-        limiter = request.app.state.hashing = CapacityLimiter(hasher.capacity)
-    with hasher.admitted():
+    limiter: CapacityLimiter = request.app.state.hashing
+    with auth.users.hasher.admitted():
         return await to_thread.run_sync(functools.partial(function, *args), limiter=limiter)
 
 

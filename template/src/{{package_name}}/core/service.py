@@ -449,6 +449,19 @@ class AuthService:
         thread hand-off)."""
         return self.sessions.revocations_known
 
+    @property
+    def database_is_local(self) -> bool:
+        """Whether the database is a SQLite file on this host: a read by primary key takes
+        tens of microseconds and WAL mode never makes it wait for a writer, so async callers
+        read on the event loop (a thread hand-off costs more than the read)."""
+        return self.database.engine.dialect.name == "sqlite"
+
+    @property
+    def revocation_check_is_local(self) -> bool:
+        """Whether `check_not_revoked` waits on no network now: the revocations are in memory,
+        or the database is local."""
+        return self.revocations_in_memory or self.database_is_local
+
     def check_not_revoked(self, claims: Claims) -> Claims:
         """Return `claims` if neither the token nor its login is revoked: from memory, or one
         database read (see `revocations_in_memory`)."""

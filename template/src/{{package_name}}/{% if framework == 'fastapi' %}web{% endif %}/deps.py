@@ -3,9 +3,10 @@
 `AccessClaims` and `CurrentUser` are each one `async def` dependency with no sub-dependencies
 (FastAPI's cost per request grows with every dependency it resolves). The token is checked on
 the event loop: no I/O, and a token seen before is a memory lookup. The revocation check is
-too, on PostgreSQL while the process's set of live revocations is complete; otherwise it, and
-the user read of `CurrentUser`, run in the thread pool, so a slow or stalled database never
-blocks the event loop. Both also declare the OAuth2 password flow in
+too, on PostgreSQL while the process's set of live revocations is complete. On SQLite both it
+and the user read of `CurrentUser` are local reads, cheaper than a hand-off to a thread; on a
+database server they run in the thread pool, so a slow or stalled server never blocks the
+event loop. Both also declare the OAuth2 password flow in
 OpenAPI, so Swagger UI's Authorize button logs in at /auth/login.
 """
 
@@ -52,7 +53,7 @@ class _AccessClaims(_Bearer):
         """The claims of the caller's valid, unrevoked access token (`sub` is the user id)."""
         auth: AuthService = request.app.state.auth
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
-        if auth.revocations_in_memory:  # PostgreSQL's live set: no I/O, no hand-off
+        if auth.revocation_check_is_local:  # PostgreSQL's live set, or a SQLite file
             return auth.check_not_revoked(claims)
         return await run_in_threadpool(auth.check_not_revoked, claims)
 
@@ -71,6 +72,8 @@ class _CurrentUser(_Bearer):
         """The caller's user: token checks, revocation and user lookup in one read."""
         auth: AuthService = request.app.state.auth
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
+        if auth.database_is_local:
+            return auth.user_of(claims)
         return await run_in_threadpool(auth.user_of, claims)
 
 

@@ -12,11 +12,11 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import KeySet as JWKSet
 from joserfc.jwk import KeySetSerialization
 
-from ..helpers import ALGORITHM, KeySet, Settings, settings_with
+from ..helpers import ALGORITHM, KeySet, Settings, is_hmac, settings_with
 from .api import PASSWORD, Api
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
-HMAC = ALGORITHM.startswith("HS")
+HMAC = is_hmac(ALGORITHM)
 
 
 def test_jwks(api: Api, keys: KeySet) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -40,6 +42,20 @@ def server_command(
     if app is not None:
         command[-1:-1] = row.reference_options
     return [str(python), "-m", *command]
+
+
+@contextmanager
+def in_thread(server: socketserver.TCPServer) -> Iterator[int]:
+    """Run a `socketserver` server (an HTTP server of the standard library, say) in a thread
+    of this process; yield its port; shut it down and close it, always."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,12 @@ serves the requests; the server is shut down and its socket closed on the way ou
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-#: How long `serve_pages` waits for its thread to stop, in seconds.
-STOP_TIMEOUT_S = 10.0
+from liveserver import in_thread
 
 
 @contextmanager
@@ -41,11 +39,5 @@ def serve_pages(pages: Mapping[str, str], host: str = "127.0.0.1") -> Iterator[i
 
     server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(STOP_TIMEOUT_S)
+    with in_thread(server) as port:
+        yield port

@@ -23,22 +23,10 @@ from hostile import (
     slow_clients,
     tree_rss_bytes,
 )
+from liveserver import in_thread
 from projects import PYTHON, wait_for
 
 MIB = 2**20
-
-
-@contextmanager
-def serving(server: socketserver.TCPServer) -> Iterator[int]:
-    """Run `server` in a thread; yield its port; shut it down."""
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @contextmanager
@@ -83,7 +71,7 @@ def recorder() -> Iterator[tuple[int, list[dict[str, Any]]]]:
     with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Recorder) as server:
         server.daemon_threads = True
         server.records = []  # type: ignore[attr-defined]
-        with serving(server) as port:
+        with in_thread(server) as port:
             yield port, server.records  # type: ignore[attr-defined]
 
 
@@ -134,7 +122,7 @@ def test_slow_clients_notice_the_server_giving_up() -> None:
     with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Impatient) as server:
         server.daemon_threads = True
         with (
-            serving(server) as port,
+            in_thread(server) as port,
             slow_clients("127.0.0.1", port, count=3, interval_s=0.05, duration_s=10) as slow,
         ):
             assert wait_for(lambda: slow.closed_by_server == 3)
@@ -170,7 +158,7 @@ def health() -> Iterator[int]:
     Health.clients = []
     with ThreadingHTTPServer(("127.0.0.1", 0), Health) as server:
         server.daemon_threads = True
-        with serving(server) as port:
+        with in_thread(server) as port:
             yield port
 
 
@@ -200,7 +188,7 @@ def test_probe_latencies_of_a_closed_port_are_none() -> None:
 
 def test_slow_clients_show_in_probes_of_a_one_worker_server() -> None:
     Health.clients = []
-    with HTTPServer(("127.0.0.1", 0), Health) as server, serving(server) as port:
+    with HTTPServer(("127.0.0.1", 0), Health) as server, in_thread(server) as port:
         url = f"http://127.0.0.1:{port}/health"
         assert probe_latencies(url, 0.2)[0] is not None
         with slow_clients("127.0.0.1", port, count=1, interval_s=0.1, duration_s=10):

@@ -163,14 +163,14 @@ class Sessions:
         """Cut the user off: every token issued to them up to this second is refused from now
         on, everywhere (logout everywhere, a password change or reset, a deleted or disabled
         account). Pass `db` to make it part of a larger transaction. Returns the second."""
-        key, horizon = user_key(user_id), self._tokens.session_horizon()
+        key, horizon, now = user_key(user_id), self._tokens.session_horizon(), self._tokens.now()
         if db is None:
             with self._database.session() as own:
-                self._revoke(own, key, horizon)
+                self._revoke(own, key, horizon, now)
         else:
-            self._revoke(db, key, horizon)
-        self._applied({key: horizon})
-        return self._tokens.now()
+            self._revoke(db, key, horizon, now)
+        self._applied({key: horizon}, now)
+        return now
 
     def wait_past_cutoff(self, user_id: uuid.UUID) -> None:
         """Tokens issued in the second a user was cut off are refused (`iat` has whole seconds):
@@ -240,9 +240,9 @@ class Sessions:
                 db.refresh(row)
                 successor = self._successor(db, row, claims["sub"], now)
                 if successor is None:
-                    self._revoke(db, row.session_id, row.expires_at)
+                    self._revoke(db, row.session_id, row.expires_at, now)
         if used != 1 and successor is None:
-            self._applied({row.session_id: row.expires_at})
+            self._applied({row.session_id: row.expires_at}, now)
             security_event("refresh_token_reused", user_id=row.user_id, session_id=row.session_id)
             raise RefreshTokenReused()
         if successor is not None:
@@ -282,24 +282,25 @@ class Sessions:
 
     def _revoke_all(self, revoke: dict[str, int]) -> None:
         """Record revocations (id: when its tokens have all expired) in one transaction."""
+        now = self._tokens.now()
         with self._database.session() as db:
             for key, expires_at in revoke.items():
-                self._revoke(db, key, expires_at)
-        self._applied(revoke)
+                self._revoke(db, key, expires_at, now)
+        self._applied(revoke, now)
 
-    def _applied(self, revoke: dict[str, int]) -> None:
-        """Committed: this process knows at once (the others by notification)."""
+    def _applied(self, revoke: dict[str, int], now: int) -> None:
+        """Committed at `now`: this process knows at once (the others by notification), with
+        the very second the database and the notification have (a second read of the clock
+        could be the next second, and refuse the first login after a cut-off here)."""
         if self.revocations is not None:
-            now = self._tokens.now()
             for key, expires_at in revoke.items():
                 self.revocations.add(key, expires_at, now)
 
-    def _revoke(self, db: Session, key: str, expires_at: int) -> None:
-        """Record a revocation; a concurrent or repeated one for the same key is no error (a
-        user's cut-off moves to the later second). On PostgreSQL every process is notified
-        when the transaction commits."""
+    def _revoke(self, db: Session, key: str, expires_at: int, now: int) -> None:
+        """Record a revocation made at `now`; a concurrent or repeated one for the same key is
+        no error (a user's cut-off moves to the later second). On PostgreSQL every process is
+        notified when the transaction commits."""
         dialect = db.get_bind().dialect.name
-        now = self._tokens.now()
         values = {"id": key, "expires_at": expires_at, "revoked_at": now}
         if dialect in {"sqlite", "postgresql"}:
             module = sqlite if dialect == "sqlite" else postgresql

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from projects import BIN, ROOT
-from variants import variant_of
+from variants import ALGORITHMS, FAMILIES, FRAMEWORKS, STRATEGIES, suite_variants, variant_of
 
 
 def test_ruff_clean() -> None:
@@ -48,3 +48,16 @@ def test_scheduling_keeps_a_variants_checks_together() -> None:
         variant_of("tests/test_render.py::test_only_the_chosen_framework_is_rendered[flask]")
         is None
     )
+
+
+def test_the_suite_variants_cover_every_algorithm_and_every_family_with_every_strategy() -> None:
+    """What README and `suite_variants` promise of the 30 own suites that stand for the 84."""
+    chosen = [param.values[0] for param in suite_variants()]
+    triples = {(a["framework"], a["jwt_algorithm"], a["refresh_strategy"]) for a in chosen}
+    assert len(triples) == len(chosen) == 30
+    for framework in FRAMEWORKS:
+        assert (framework, "EdDSA", "rotating") in triples  # the default variant
+        ran = {(a, s) for f, a, s in triples if f == framework}
+        assert {a for a, _ in ran} == set(ALGORITHMS)
+        for family in FAMILIES:
+            assert {s for a, s in ran if a in family} == set(STRATEGIES), family

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -51,13 +52,13 @@ def variants(
     algorithms: tuple[str, ...] = ALGORITHMS, strategies: tuple[str, ...] = ("rotating",)
 ) -> list[Any]:
     """Every framework with every algorithm and strategy given, as params named by variant."""
-    combos = [
-        {"framework": f, "jwt_algorithm": a, "refresh_strategy": s}
-        for f in FRAMEWORKS
-        for a in algorithms
-        for s in strategies
-    ]
-    return [pytest.param(combo, id=variant_id(combo)) for combo in combos]
+    return params((f, a, s) for f in FRAMEWORKS for a in algorithms for s in strategies)
+
+
+def params(combos: Iterable[tuple[str, str, str]]) -> list[Any]:
+    """(framework, algorithm, strategy) triples as answers, params named by variant."""
+    answers = ({"framework": f, "jwt_algorithm": a, "refresh_strategy": s} for f, a, s in combos)
+    return [pytest.param(combo, id=variant_id(combo)) for combo in answers]
 
 
 def matrix() -> list[Any]:
@@ -80,10 +81,4 @@ def suite_variants() -> list[Any]:
             covered = {strategy for algorithm, strategy in chosen if algorithm in family}
             chosen |= {(family[0], strategy) for strategy in STRATEGIES if strategy not in covered}
         combos += [(framework, algorithm, strategy) for algorithm, strategy in chosen]
-    ordered = sorted(combos, key=lambda combo: (combo[0], ALGORITHMS.index(combo[1]), combo[2]))
-    return [
-        pytest.param(answers, id=variant_id(answers))
-        for answers in (
-            {"framework": f, "jwt_algorithm": a, "refresh_strategy": s} for f, a, s in ordered
-        )
-    ]
+    return params(sorted(combos, key=lambda c: (c[0], ALGORITHMS.index(c[1]), c[2])))

@@ -25,9 +25,10 @@ class Framework:
         """The server's app argument for a rendered package: `orders.asgi:app`."""
         return f"{package}.{self.entry}:app"
 
-    def command(self, port: int, app: str) -> list[str]:
-        """`python -m` arguments that serve `app` on the loopback `port`."""
-        return [self.server, *(part.format(port=port) for part in self.bind), *self.options, app]
+    def command(self, port: int, app: str, *extra: str) -> list[str]:
+        """`python -m` arguments that serve `app` on the loopback `port`, with `extra` options."""
+        bind = (part.format(port=port) for part in self.bind)
+        return [self.server, *bind, *self.options, *extra, app]
 
 
 #: The options of the rendered README's production uvicorn command: h11 bounds request heads

@@ -38,10 +38,9 @@ def server_command(
     """The production server the rendered README documents (`frameworks.TABLE`), serving the
     rendered package's app, or `app` (then with the reference options)."""
     row = frameworks.framework(framework)
-    command = row.command(port, app or row.app(package))
-    if app is not None:
-        command[-1:-1] = row.reference_options
-    return [str(python), "-m", *command]
+    if app is None:
+        return [str(python), "-m", *row.command(port, row.app(package))]
+    return [str(python), "-m", *row.command(port, app, *row.reference_options)]
 
 
 @contextmanager

@@ -90,10 +90,10 @@ class Watchdog:
                     continue
                 heapq.heappop(self._pending)
                 for connection in operation.connections:  # still running: end it
-                    _shut(connection)
+                    shut(connection)
 
 
-def _shut(connection: Any) -> None:
+def shut(connection: Any) -> None:
     """Shut down the socket of a driver connection (its descriptor stays the driver's to close).
 
     The descriptor is asked for now, from the connection itself: one the driver has closed

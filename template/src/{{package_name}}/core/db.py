@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +44,7 @@ from .errors import ValidationFailed
 if TYPE_CHECKING:
     import sqlite3
 
+    from .async_reads import AsyncReads
     from .claims import Claims, RefreshClaims
 
 
@@ -240,7 +241,10 @@ class Database:
 
     def __init__(self, url: str, limits: DatabaseLimits | None = None) -> None:
         self.limits = limits or DatabaseLimits()
-        self.engine: Engine = create_engine(url, **_engine_options(url, self.limits))
+        options = _engine_options(url, self.limits)
+        self.engine: Engine = create_engine(url, **options)
+        #: The driver's connect options that bound its waits (`async_reads` uses them too).
+        self.connect_options: dict[str, Any] = options.get("connect_args", {})
         self.watchdog = Watchdog(self.limits.operation_seconds)
         self.health = Health()
         dialect = self.engine.dialect.name
@@ -259,6 +263,8 @@ class Database:
         self._prepared: list[PreparedRead] = []
         #: Called by `dispose`, before the connections close (a listener's `stop`, say).
         self.on_dispose: list[Callable[[], None]] = []
+        #: The event loop's own connections for prepared reads (`open_async_reads`), or None.
+        self.async_reads: AsyncReads | None = None
 
     def _checked_out(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         if hasattr(dbapi_connection, "fileno"):
@@ -322,6 +328,21 @@ class Database:
         self._prepared.append(prepared)
         return prepared
 
+    def open_async_reads(self) -> AsyncReads | None:
+        """Let prepared reads run on the calling event loop (`PreparedRead.first_async`), on
+        PostgreSQL through psycopg; elsewhere None. `close_async_reads` on the same loop."""
+        if self.engine.dialect.name == "postgresql" and self.engine.driver == "psycopg":
+            from .async_reads import AsyncReads  # imports psycopg, a PostgreSQL extra
+
+            self.async_reads = AsyncReads(self)
+        return self.async_reads
+
+    async def close_async_reads(self) -> None:
+        """Close the event loop's connections (see `open_async_reads`)."""
+        reads, self.async_reads = self.async_reads, None
+        if reads is not None:
+            await reads.close()
+
     def dispose(self) -> None:
         """Close every connection: the pool's and the prepared reads'."""
         for callback in self.on_dispose:
@@ -366,17 +387,29 @@ class PreparedRead:
 
     def first(self, parameters: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row for these bound parameters, or None."""
-        arguments: Any = {**self._fixed, **parameters}
-        for name, processor in self._processors.items():
-            arguments[name] = processor(arguments[name])
-        if self._positions is not None:
-            arguments = [arguments[name] for name in self._positions]
+        arguments = self._arguments(parameters)
         with self._database.guarded():
             if self._local is not None:
                 row: tuple[Any, ...] | None
                 row = self._own_connection(self._local).execute(self.sql, arguments).fetchone()
                 return row
             return self._pooled(arguments)
+
+    async def first_async(self, parameters: Mapping[str, Any]) -> Sequence[Any] | None:
+        """`first` on the event loop's own connections (`Database.open_async_reads`)."""
+        reads = self._database.async_reads
+        if reads is None:
+            raise RuntimeError("Database.open_async_reads() was not called on this event loop.")
+        return await reads.first(self.sql, self._arguments(parameters))
+
+    def _arguments(self, parameters: Mapping[str, Any]) -> Any:
+        """The DB-API arguments for these bound parameters."""
+        arguments: Any = {**self._fixed, **parameters}
+        for name, processor in self._processors.items():
+            arguments[name] = processor(arguments[name])
+        if self._positions is not None:
+            arguments = [arguments[name] for name in self._positions]
+        return arguments
 
     def _pooled(self, arguments: Any) -> tuple[Any, ...] | None:
         connection = self._engine.raw_connection()

@@ -201,6 +201,12 @@ class Sessions:
             return self.revocations.covers(claims)
         return self._revoked.first(revocation_parameters(claims)) is not None
 
+    async def is_revoked_async(self, claims: Claims) -> bool:
+        """`is_revoked` on the event loop (`Database.open_async_reads`)."""
+        if self.revocations is not None and self.revocations.known:
+            return self.revocations.covers(claims)
+        return await self._revoked.first_async(revocation_parameters(claims)) is not None
+
     def _check_standing(self, claims: RefreshClaims) -> User:
         """A refresh token's user, once the database says the token is not revoked and the user
         exists and is enabled (memory keeps only what access tokens need): one read."""

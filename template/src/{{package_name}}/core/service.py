@@ -457,6 +457,13 @@ class AuthService:
         return self.database.engine.dialect.name == "sqlite"
 
     @property
+    def reads_async(self) -> bool:
+        """Whether the reads of the authenticated path (`user_of_async`,
+        `check_not_revoked_async`) may wait on the event loop: the database is a server that
+        psycopg's async driver reaches, and the app's event loop opened `Database.async_reads`."""
+        return self.database.async_reads is not None
+
+    @property
     def revocation_check_is_local(self) -> bool:
         """Whether `check_not_revoked` waits on no network now: the revocations are in memory,
         or the database is local."""
@@ -470,6 +477,13 @@ class AuthService:
                 raise RevokedToken()
         return claims
 
+    async def check_not_revoked_async(self, claims: Claims) -> Claims:
+        """`check_not_revoked` on the event loop (see `reads_async`)."""
+        with _refusals_logged():
+            if await self.sessions.is_revoked_async(claims):
+                raise RevokedToken()
+        return claims
+
     def current_user(self, token: str) -> UserOut:
         """Return the user an access token belongs to; any failure is an `InvalidToken`."""
         return self.user_of(self.verify(token))
@@ -478,13 +492,23 @@ class AuthService:
         """The user of verified `claims`, if neither token nor login is revoked: one read
         (the revocations from memory, or in the same read)."""
         with _refusals_logged():
-            if self.sessions.revocations_known:
-                if self.sessions.is_revoked(claims):
-                    raise RevokedToken()
-                user = self.users.by_subject(claims, check_revoked=False)
-            else:
-                user = self.users.by_subject(claims)
-        return _user_out(user)
+            checked = self._revocation_checked_in_memory(claims)
+            return _user_out(self.users.by_subject(claims, check_revoked=not checked))
+
+    async def user_of_async(self, claims: Claims) -> UserOut:
+        """`user_of` on the event loop (see `reads_async`)."""
+        with _refusals_logged():
+            checked = self._revocation_checked_in_memory(claims)
+            return _user_out(await self.users.by_subject_async(claims, check_revoked=not checked))
+
+    def _revocation_checked_in_memory(self, claims: Claims) -> bool:
+        """Raise `RevokedToken` if the live set in memory covers `claims`; False if the set is
+        not known, so the database must be asked."""
+        if not self.sessions.revocations_known:
+            return False
+        if self.sessions.is_revoked(claims):
+            raise RevokedToken()
+        return True
 
     def ready(self) -> dict[str, str]:
         """Readiness: the database answers and has the code's schema; raise

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -173,15 +174,13 @@ class UserService:
         """Return the user a token's `sub` names, or raise `UnknownUser`; unless told not to
         (the caller checked in memory), raise `RevokedToken` if the token is revoked. One
         read for both."""
-        user_id = user_id_of(claims)
-        parameters = revocation_parameters(claims) if check_revoked else _NOTHING_REVOKED
-        row = self._profile.first({**parameters, "user_id": user_id})
-        if row is None:
-            raise UnknownUser()
-        username, email, revoked = row
-        if revoked:
-            raise RevokedToken()
-        return Profile(id=user_id, username=username, email=email)
+        user_id, parameters = _profile_parameters(claims, check_revoked)
+        return _profile(user_id, self._profile.first(parameters))
+
+    async def by_subject_async(self, claims: Claims, check_revoked: bool = True) -> Profile:
+        """`by_subject` on the event loop (`Database.open_async_reads`)."""
+        user_id, parameters = _profile_parameters(claims, check_revoked)
+        return _profile(user_id, await self._profile.first_async(parameters))
 
     def _rehash(self, user: User, new_hash: str) -> None:
         """Replace a hash made with other settings; a concurrent change of password wins."""
@@ -202,3 +201,20 @@ class UserService:
 
 #: `REVOKED`'s parameters that match nothing: the revocation was checked elsewhere.
 _NOTHING_REVOKED = {"token_id": "", "session_id": "", "user_key": "", "issued_at": 0}
+
+
+def _profile_parameters(claims: Claims, check_revoked: bool) -> tuple[uuid.UUID, dict[str, Any]]:
+    """The user id of `claims` and the profile read's parameters (`by_subject`)."""
+    user_id = user_id_of(claims)
+    parameters = revocation_parameters(claims) if check_revoked else _NOTHING_REVOKED
+    return user_id, {**parameters, "user_id": user_id}
+
+
+def _profile(user_id: uuid.UUID, row: Sequence[Any] | None) -> Profile:
+    """The profile read's answer: the user's, or `UnknownUser` or `RevokedToken`."""
+    if row is None:
+        raise UnknownUser()
+    username, email, revoked = row
+    if revoked:
+        raise RevokedToken()
+    return Profile(id=user_id, username=username, email=email)

@@ -36,8 +36,13 @@ def create_app(settings: Settings) -> FastAPI:
         # As many threads for blocking work (database reads, password hashing) as database
         # connections: a thread more could only wait for a connection.
         to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
-        yield
-        service.database.dispose()
+        # On PostgreSQL, the reads of the authenticated path wait on this loop (deps).
+        service.database.open_async_reads()
+        try:
+            yield
+        finally:
+            await service.database.close_async_reads()
+            service.database.dispose()
 
     if settings.docs_enabled:
         app = FastAPIOffline(

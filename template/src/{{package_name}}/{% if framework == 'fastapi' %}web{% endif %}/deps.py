@@ -4,9 +4,11 @@
 (FastAPI's cost per request grows with every dependency it resolves). The token is checked on
 the event loop: no I/O, and a token seen before is a memory lookup. The revocation check is
 too, on PostgreSQL while the process's set of live revocations is complete. On SQLite both it
-and the user read of `CurrentUser` are local reads, cheaper than a hand-off to a thread; on a
-database server they run in the thread pool, so a slow or stalled server never blocks the
-event loop. Both also declare the OAuth2 password flow in
+and the user read of `CurrentUser` are local reads, cheaper than a hand-off to a thread. On
+PostgreSQL they wait on the event loop with psycopg's async driver (`core.async_reads`), once
+the app's lifespan has opened its connections; a slow or stalled server never blocks the loop.
+Anywhere else (another database, or an app whose lifespan did not run) they run in the thread
+pool. Both also declare the OAuth2 password flow in
 OpenAPI, so Swagger UI's Authorize button logs in at /auth/login.
 """
 
@@ -55,6 +57,8 @@ class _AccessClaims(_Bearer):
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
         if auth.revocation_check_is_local:  # PostgreSQL's live set, or a SQLite file
             return auth.check_not_revoked(claims)
+        if auth.reads_async:
+            return await auth.check_not_revoked_async(claims)
         return await run_in_threadpool(auth.check_not_revoked, claims)
 
 
@@ -74,6 +78,8 @@ class _CurrentUser(_Bearer):
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
         if auth.database_is_local:
             return auth.user_of(claims)
+        if auth.reads_async:
+            return await auth.user_of_async(claims)
         return await run_in_threadpool(auth.user_of, claims)
 
 

@@ -8,6 +8,7 @@ outage is logged once, and the next call that works says it is over.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -54,7 +55,7 @@ class DatabaseLimits:
 
     connect_seconds: float = 5.0
     statement_seconds: float = 5.0
-    pool_size: int = 10
+    pool_size: int = 16
 
     @property
     def operation_seconds(self) -> float:
@@ -190,6 +191,25 @@ SQLITE_UNAVAILABLE = (
     "SQLITE_IOERR",
     "SQLITE_FULL",
 )
+
+
+class WouldWait(Exception):
+    """A read on an event loop's thread found the SQLite file locked: it did not wait (the loop
+    must never wait on the database), and the caller reads again in a worker thread."""
+
+
+def _is_locked(exc: BaseException) -> bool:
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an event loop (an async server's)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -356,10 +376,11 @@ class PreparedRead:
     """A SELECT compiled once for the engine's dialect and run straight on a DB-API connection.
 
     For the reads of the authenticated path. On SQLite each thread keeps a connection of its
-    own for them; elsewhere they borrow a pooled connection; either way in autocommit, so a
-    read is one round trip and holds no transaction open. Skipping the session's machinery
-    makes such a read several times cheaper (the template's bench/RESULTS.md has the figures).
-    Parameters go through their column types' bind
+    own for them (an event loop's thread one that never waits for a lock: `WouldWait`);
+    elsewhere they borrow a pooled connection, or an event loop's own (`first_async`); always
+    in autocommit, so a read is one round trip and holds no transaction open. Skipping the
+    session's machinery makes such a read several times cheaper (the template's
+    bench/RESULTS.md has the figures). Parameters go through their column types' bind
     processors (a UUID becomes what the database stores); rows come back as the driver gives
     them, with no type conversion: select plain columns.
     """
@@ -390,9 +411,7 @@ class PreparedRead:
         arguments = self._arguments(parameters)
         with self._database.guarded():
             if self._local is not None:
-                row: tuple[Any, ...] | None
-                row = self._own_connection(self._local).execute(self.sql, arguments).fetchone()
-                return row
+                return self._local_read(self._local, arguments)
             return self._pooled(arguments)
 
     async def first_async(self, parameters: Mapping[str, Any]) -> Sequence[Any] | None:
@@ -444,15 +463,39 @@ class PreparedRead:
         if self._local is not None:
             self._local = threading.local()
 
-    def _own_connection(self, local: threading.local) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(local, "connection", None)
+    def _local_read(self, local: threading.local, arguments: Any) -> tuple[Any, ...] | None:
+        """A read on this thread's own SQLite connection. On an event loop's thread it never
+        waits for a lock (`WouldWait`); elsewhere it waits up to the statement timeout."""
+        on_loop = _on_event_loop()
+        try:
+            row: tuple[Any, ...] | None
+            row = self._own_connection(local, on_loop).execute(self.sql, arguments).fetchone()
+        except self._database.driver_errors as exc:
+            if on_loop and _is_locked(exc):
+                raise WouldWait() from exc
+            raise
+        return row
+
+    def _own_connection(self, local: threading.local, never_waits: bool) -> sqlite3.Connection:
+        name = "never_waits" if never_waits else "waits"
+        connection: sqlite3.Connection | None = getattr(local, name, None)
         if connection is None:
+            busy = 0 if never_waits else int(self._database.limits.statement_seconds * 1000)
             dialect = self._engine.dialect
             arguments, options = dialect.create_connect_args(self._engine.url)
-            options = {**options, "isolation_level": None, "check_same_thread": False}
+            options = {
+                **options,
+                "isolation_level": None,
+                "check_same_thread": False,
+                "timeout": busy / 1000,
+            }
             connection = dialect.loaded_dbapi.connect(*arguments, **options)
-            _sqlite_pragmas(connection, int(self._database.limits.statement_seconds * 1000))
+            try:
+                _sqlite_pragmas(connection, busy)
+            except BaseException:
+                connection.close()
+                raise
             with self._lock:
                 self._opened.append(connection)
-            local.connection = connection
+            setattr(local, name, connection)
         return connection

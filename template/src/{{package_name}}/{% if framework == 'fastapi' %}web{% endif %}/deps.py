@@ -4,7 +4,8 @@
 (FastAPI's cost per request grows with every dependency it resolves). The token is checked on
 the event loop: no I/O, and a token seen before is a memory lookup. The revocation check is
 too, on PostgreSQL while the process's set of live revocations is complete. On SQLite both it
-and the user read of `CurrentUser` are local reads, cheaper than a hand-off to a thread. On
+and the user read of `CurrentUser` are local reads, cheaper than a hand-off to a thread, and
+they never wait on the loop: if the file is locked, the read is done again in a thread. On
 PostgreSQL they wait on the event loop with psycopg's async driver (`core.async_reads`), once
 the app's lifespan has opened its connections; a slow or stalled server never blocks the loop.
 Anywhere else (another database, or an app whose lifespan did not run) they run in the thread
@@ -14,6 +15,7 @@ OpenAPI, so Swagger UI's Authorize button logs in at /auth/login.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -26,6 +28,7 @@ from fastapi.security.base import SecurityBase
 
 from .. import claims as project
 from ..core.claims import Claims, require_scopes
+from ..core.db import WouldWait
 from ..core.openapi import LOGIN_PATH, SCHEME
 from ..core.schemas import UserOut, json_body
 from ..core.service import AuthService
@@ -56,7 +59,8 @@ class _AccessClaims(_Bearer):
         auth: AuthService = request.app.state.auth
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
         if auth.revocation_check_is_local:  # PostgreSQL's live set, or a SQLite file
-            return auth.check_not_revoked(claims)
+            with contextlib.suppress(WouldWait):  # the file is locked: wait in a thread
+                return auth.check_not_revoked(claims)
         if auth.reads_async:
             return await auth.check_not_revoked_async(claims)
         return await run_in_threadpool(auth.check_not_revoked, claims)
@@ -77,7 +81,8 @@ class _CurrentUser(_Bearer):
         auth: AuthService = request.app.state.auth
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
         if auth.database_is_local:
-            return auth.user_of(claims)
+            with contextlib.suppress(WouldWait):  # the file is locked: wait in a thread
+                return auth.user_of(claims)
         if auth.reads_async:
             return await auth.user_of_async(claims)
         return await run_in_threadpool(auth.user_of, claims)

@@ -18,7 +18,7 @@ HMAC_CASES = [
     ({"ARGON2_MEMORY_KIB": "1024"}, "ARGON2_MEMORY_KIB must be at least 19456 in production"),
     (
         {"JWT_ISSUER": "https://auth.example", "JWT_AUDIENCE": "https://auth.example/refresh"},
-        "JWT_AUDIENCE must not be 'https://auth.example/refresh', the audience of this issuer's",
+        "JWT_AUDIENCE must not be 'https://auth.example/refresh': refresh tokens of JWT_ISSUER=",
     ),
 ]
 KEY_PAIR_CASES = [

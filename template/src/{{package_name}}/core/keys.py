@@ -90,9 +90,11 @@ def key_type(algorithm: str) -> str:
 
 def accepted_algorithms(algorithm: str) -> list[str]:
     """The `alg` values a token of this service may carry: the configured algorithm, and for
-    Ed25519 also the deprecated name of the very same signature (tokens issued before a switch
-    from EdDSA to Ed25519 keep working; the key decides, so nothing else can be substituted)."""
-    if algorithm == Algorithm.ED25519:
+    Ed25519 and EdDSA both names of the very same signature, so that a switch from one to the
+    other works one instance at a time and tokens issued before it keep working. The key
+    decides (both names verify only with the service's Ed25519 keys), so nothing else can be
+    substituted."""
+    if algorithm in ED25519_ALGORITHMS:
         return [*ED25519_ALGORITHMS]
     return [algorithm]
 

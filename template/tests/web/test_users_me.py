@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from ..helpers import KeySet, header_for, sign_raw
+from ..helpers import KeySet, Settings, header_for, settings_with, sign_raw
 from .api import Api
 
 CHALLENGE_INVALID = 'Bearer error="invalid_token", error_description="The token is invalid."'
@@ -86,6 +86,24 @@ def test_expired_token_is_refused_with_its_own_code(api: Api, keys: KeySet) -> N
     assert reply.headers["WWW-Authenticate"] == (
         'Bearer error="invalid_token", error_description="The token has expired."'
     )
+
+
+@pytest.mark.parametrize(("leeway", "status"), [(None, 200), (0, 401)])
+def test_the_leeway_setting_decides_on_a_token_just_expired(
+    make_api: Callable[[Settings], Api],
+    settings: Settings,
+    keys: KeySet,
+    leeway: int | None,
+    status: int,
+) -> None:
+    """JWT_LEEWAY_SECONDS (30 by default) tolerates clocks apart by that much; 0 tolerates none."""
+    api = make_api(
+        settings if leeway is None else settings_with(settings, jwt_leeway_seconds=leeway)
+    )
+    claims = jwt.decode(api.signed_in(), options={"verify_signature": False})
+    claims["exp"] = int(time.time()) - 5  # expired 5 s ago, by this clock
+    token = sign_raw(keys, header_for(keys), json.dumps(claims).encode())
+    assert api.get("/users/me", token=token).status == status
 
 
 def test_token_of_a_deleted_user_is_refused(api: Api, delete_user: Callable[[str], None]) -> None:

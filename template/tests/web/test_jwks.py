@@ -3,6 +3,7 @@ another service, verifying with those keys alone, accepts."""
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -12,7 +13,7 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import KeySet as JWKSet
 from joserfc.jwk import KeySetSerialization
 
-from ..helpers import ALGORITHM, KeySet, Settings, is_hmac, settings_with
+from ..helpers import ALGORITHM, KeySet, Settings, is_hmac, keyring, settings_with
 from .api import PASSWORD, Api
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
@@ -89,3 +90,29 @@ def test_tokens_verify_with_the_published_key(api: Api) -> None:
     kid = jwt.get_unverified_header(token)["kid"]
     assert [key["kid"] for key in reply.body["keys"]] == [kid]
     assert verify_elsewhere(token, reply.body, "test-audience")["token_type"] == "access"
+
+
+def test_the_running_service_follows_its_key_ring(
+    make_api: Callable[[Settings], Api],
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`keys rotate` and `keys retire` reach a running service without a restart (within a
+    second; here at once): the new key signs, the old one verifies until it is retired, then
+    its tokens are refused and it leaves the JWK Set."""
+    monkeypatch.setattr(keyring, "RECHECK_SECONDS", 0.0)
+    api = make_api(settings_with(settings, jwt_secret=None, jwt_keys_dir=tmp_path / "keys"))
+    old_token = api.signed_in("alice")
+    ring = keyring.KeyRing(tmp_path / "keys", ALGORITHM)
+    new_kid, old_kid = ring.rotate(grace_seconds=3600)
+    new_token = api.signed_in("bob")
+    assert jwt.get_unverified_header(old_token)["kid"] == old_kid
+    assert jwt.get_unverified_header(new_token)["kid"] == new_kid
+    assert api.get("/users/me", token=old_token).status == 200  # trusted during its grace
+    ring.retire(everything=True)
+    assert api.get("/users/me", token=old_token).status == 401
+    assert api.get("/users/me", token=new_token).status == 200
+    if not HMAC:
+        published = api.get("/.well-known/jwks.json").body
+        assert [key["kid"] for key in published["keys"]] == [new_kid]

@@ -1,10 +1,13 @@
 """Every error, the framework's own included, uses the contract's JSON envelope."""
 
+import json
+from collections.abc import Callable
+
 import pytest
 from sqlalchemy import text
 
-from ..helpers import Database
-from .api import Api
+from ..helpers import Database, Settings, settings_with
+from .api import PASSWORD, Api
 
 
 def test_unknown_path_is_a_json_404(api: Api) -> None:
@@ -71,6 +74,32 @@ def test_a_json_body_sent_as_another_type_is_a_415(api: Api, content_type: str |
         "code": "unsupported_media_type",
     }
     assert api.register("alice").status == 201  # the name was not taken by the refused one
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+def test_a_token_request_sent_as_neither_form_nor_json_is_a_415(
+    make_api: Callable[[Settings], Api], settings: Settings, content_type: str | None
+) -> None:
+    """The token endpoint takes RFC 6749's form or JSON; a body of another type (or of none) is
+    refused as on every other route, in the service's envelope (not an OAuth2 error: RFC 6749
+    has no code for it, and OAuth2 clients send forms). The refresh token is not used up."""
+    api = make_api(settings_with(settings, refresh_strategy="rotating"))
+    api.register("alice")
+    headers = {"Content-Type": content_type} if content_type else {}
+    refused = {
+        "detail": "Send the body as a form (Content-Type: application/x-www-form-urlencoded)"
+        " or as JSON (application/json).",
+        "code": "unsupported_media_type",
+    }
+    credentials = {"username": "alice", "password": PASSWORD}
+    reply = api.post("/auth/login", content=json.dumps(credentials).encode(), headers=headers)
+    assert (reply.status, reply.body) == (415, refused)
+    tokens = api.post("/auth/login", json=credentials).body
+    body = json.dumps({"refresh_token": tokens["refresh_token"]}).encode()
+    for path in ("/auth/refresh", "/auth/login"):
+        reply = api.post(path, content=body, headers=headers)
+        assert (reply.status, reply.body) == (415, refused), path
+    assert api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status == 200
 
 
 def test_json_media_types_with_parameters_or_suffixes_are_json(api: Api) -> None:

@@ -105,6 +105,63 @@ def test_described_errors_use_the_envelope_the_service_sends(api: Api) -> None:
     assert set(reply.body) == set(schemas["OAuthErrorOut"]["required"])
 
 
+def test_only_routes_that_refuse_other_types_describe_a_415(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
+    """The token routes refuse a body that is neither a form nor JSON (415); logout reports it
+    in its 200 instead, having logged out all the same."""
+    api = make_api(settings_with(settings, refresh_strategy="rotating"))
+    paths = api.get("/openapi.json").body["paths"]
+    for path in ("/auth/login", "/auth/refresh", "/auth/register"):
+        assert "415" in paths[path]["post"]["responses"], path
+    assert "415" not in paths["/auth/logout"]["post"]["responses"]
+    reply = api.post("/auth/login", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert reply.status == 415
+
+
+COOKIE_ROUTES = {"/auth/login": "200", "/auth/refresh": "200", "/auth/password": "200"}
+
+
+def test_cookie_mode_is_described(make_api: Callable[[Settings], Api], settings: Settings) -> None:
+    """With REFRESH_TOKEN_COOKIE the description says what a browser client sends and gets: the
+    `X-Requested-With` header, the cookie (by the name the service sets), `Set-Cookie`, and a
+    refresh without a body; without it, none of that."""
+    bearer_only = settings_with(settings, refresh_strategy="rotating")
+    plain = make_api(bearer_only).get("/openapi.json").body["paths"]
+    api = make_api(settings_with(bearer_only, refresh_token_cookie=True))
+    paths = api.get("/openapi.json").body["paths"]
+    for path, success in {**COOKIE_ROUTES, "/auth/logout": "204"}.items():
+        operation = paths[path]["post"]
+        headers = {p["name"]: p for p in operation["parameters"] if p["in"] == "header"}
+        assert headers["X-Requested-With"]["required"] is False, path
+        assert "Set-Cookie" in operation["responses"][success]["headers"], path
+        assert "parameters" not in plain[path]["post"], path
+        assert "Set-Cookie" not in plain[path]["post"]["responses"][success].get("headers", {})
+    read = {
+        (path, parameter["name"])
+        for path, item in paths.items()
+        for operation in item.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "cookie"
+    }
+    assert read == {
+        (path, "refresh_token") for path in ("/auth/login", "/auth/refresh", "/auth/logout")
+    }
+    refresh = paths["/auth/refresh"]["post"]["requestBody"]
+    assert refresh["required"] is False
+    assert plain["/auth/refresh"]["post"]["requestBody"]["required"] is True
+    assert refresh["content"]["application/json"]["schema"]["required"] == []
+    # The service does as described: the cookie it sets is the one described, and a refresh
+    # with the header and the cookie but no body is answered.
+    api.register("alice")
+    form = {"grant_type": "password", "username": "alice", "password": PASSWORD}
+    login = api.post("/auth/login", data=form, headers={"X-Requested-With": "fetch"})
+    cookie = login.headers["Set-Cookie"].split(";")[0]
+    assert cookie.split("=")[0] == "refresh_token"
+    again = api.post("/auth/refresh", headers={"X-Requested-With": "fetch", "Cookie": cookie})
+    assert again.status == 200
+
+
 def test_login_accepts_what_swagger_ui_sends(api: Api) -> None:
     api.register("alice")
     form = {

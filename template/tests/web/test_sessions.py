@@ -199,6 +199,47 @@ def test_logout_with_a_bad_refresh_token_still_logs_out(
     assert refresh(refreshing_api, tokens["refresh_token"]).status == 400
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+def test_logout_with_a_body_of_another_type_still_logs_out(
+    strategy_api: Api, content_type: str | None
+) -> None:
+    """The bearer token and its login end whatever the body; a body that is not JSON is
+    reported as a refresh token would be (issue 11), not answered 415 with nothing revoked."""
+    tokens = login(strategy_api)
+    headers = bearer(tokens["access_token"])
+    if content_type:
+        headers["Content-Type"] = content_type
+    body = json.dumps({"refresh_token": tokens.get("refresh_token", "x")}).encode()
+    reply = strategy_api.post("/auth/logout", content=body, headers=headers)
+    assert reply.status == 200
+    assert reply.body == {
+        "logged_out": True,
+        "refresh_token_error": {
+            "detail": "Send the body as JSON, with Content-Type: application/json.",
+            "code": "unsupported_media_type",
+        },
+    }
+    assert strategy_api.get("/users/me", token=tokens["access_token"]).status == 401
+    if "refresh_token" in tokens:  # the bearer token's login was its login too
+        assert refresh(strategy_api, tokens["refresh_token"]).status == 400
+
+
+def test_logout_with_a_body_over_the_bound_is_refused_and_does_nothing(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
+    """A body over `MAX_BODY_BYTES` is not taken in (413, as on every route): the logout did
+    not happen, and the answer says so; the client logs out again without it."""
+    api = make_api(settings_with(settings, max_body_bytes=1024))
+    tokens = login(api)
+    big = json.dumps({"refresh_token": "x" * 2000}).encode()
+    headers = {**bearer(tokens["access_token"]), "Content-Type": "application/json"}
+    reply = api.post("/auth/logout", content=big, headers=headers)
+    assert reply.status == 413
+    assert reply.body["code"] == "body_too_large"
+    assert api.get("/users/me", token=tokens["access_token"]).status == 200
+    assert api.post("/auth/logout", headers=bearer(tokens["access_token"])).status == 204
+
+
 def test_refresh_validation(refreshing_api: Api) -> None:
     reply = refreshing_api.post("/auth/refresh", json={})
     assert_token_error(reply, "invalid_request", "validation_error")

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .. import claims as project
+from .cookies import HEADER as BROWSER_HEADER
 from .schemas import (
     FORM,
     EmailChange,
@@ -64,6 +65,8 @@ class Features:
     refresh: bool
     password_reset: bool
     jwks: bool
+    #: The refresh-token cookie's name in cookie mode (`REFRESH_TOKEN_COOKIE`), else None.
+    cookie: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ class Route:
     secured: bool = False
     token_endpoint: bool = False
     headers: dict[int, dict[str, str]] = field(default_factory=dict)
+    #: Whether a non-empty body of another type than the route takes is answered 415.
+    refuses_other_types: bool = True
+    #: In cookie mode: the route reads the refresh-token cookie ("read"), sets it ("set"),
+    #: does both ("read+set") or deletes it ("clear"), for requests with `X-Requested-With`.
+    cookie: str = ""
 
 
 #: A request the client could have sent better: 400 (e.g. two `Authorization` headers).
@@ -115,20 +123,22 @@ def grant_fields(grant: GrantType) -> dict[str, Any]:
     }
 
 
-def token_body(*grants: GrantType) -> dict[str, Any]:
+def token_body(*grants: GrantType, cookie: bool = False) -> dict[str, Any]:
     """The request body of a token endpoint that offers `grants` (RFC 6749): a form with
     `grant_type`, whose parameters (others are ignored) are strings sent once each (section
     3.2), or JSON where `grant_type` may be left out for the first grant only (a body without
-    it is that grant's)."""
+    it is that grant's). In cookie mode (`cookie`) the refresh grant may leave its
+    `refresh_token` to the cookie."""
 
     def schema(is_form: bool) -> dict[str, Any]:
         variants = []
         for index, grant in enumerate(grants):
             fields = grant_fields(grant)
             named = is_form or index > 0
+            in_cookie = cookie and grant is GrantType.REFRESH_TOKEN
             variant = {
                 "type": "object",
-                "required": (["grant_type"] if named else []) + list(fields),
+                "required": (["grant_type"] if named else []) + ([] if in_cookie else list(fields)),
                 "properties": {"grant_type": {"type": "string", "enum": [grant.value]}, **fields},
             }
             if is_form:
@@ -142,6 +152,7 @@ def token_body(*grants: GrantType) -> dict[str, Any]:
 def routes(features: Features) -> list[Route]:
     """Every route of the contract this service offers, in the order the README lists them."""
     login_grants = (GrantType.PASSWORD,) + ((GrantType.REFRESH_TOKEN,) if features.refresh else ())
+    cookie = features.cookie is not None
     token_errors = (BAD, TOO_LARGE, THROTTLED, UNAVAILABLE)
     confirmed = (BAD, UNAUTHORIZED, FORBIDDEN, TOO_LARGE, INVALID, THROTTLED, UNAVAILABLE)
     table = [
@@ -172,8 +183,9 @@ def routes(features: Features) -> list[Route]:
             "auth",
             {200: TokenResponse},
             token_errors,
-            token_body(*login_grants),
+            token_body(*login_grants, cookie=cookie),
             token_endpoint=True,
+            cookie="read+set",
         ),
     ]
     if features.refresh:
@@ -185,8 +197,11 @@ def routes(features: Features) -> list[Route]:
                 "auth",
                 {200: TokenResponse},
                 token_errors,
-                token_body(GrantType.REFRESH_TOKEN),
+                token_body(GrantType.REFRESH_TOKEN, cookie=cookie),
+                # A browser client's refresh needs no body: the cookie is the refresh token.
+                body_required=not cookie,
                 token_endpoint=True,
+                cookie="read+set",
             )
         )
     table += [
@@ -200,6 +215,9 @@ def routes(features: Features) -> list[Route]:
             LogoutRequest,
             body_required=False,
             secured=True,
+            # A body it cannot use is reported in the 200, as a refused refresh token is.
+            refuses_other_types=False,
+            cookie="clear",
         ),
         Route(
             "post",
@@ -220,6 +238,7 @@ def routes(features: Features) -> list[Route]:
             PasswordChange,
             secured=True,
             headers={200: NO_STORE},
+            cookie="set",
         ),
     ]
     if features.password_reset:
@@ -303,7 +322,7 @@ def document(features: Features, title: str, version: str) -> dict[str, Any]:
     )
     paths: dict[str, dict[str, Any]] = {}
     for route in table:
-        paths.setdefault(route.path, {})[route.method] = _operation(route)
+        paths.setdefault(route.path, {})[route.method] = _operation(route, features.cookie)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
@@ -320,7 +339,27 @@ def document(features: Features, title: str, version: str) -> dict[str, Any]:
     }
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def with_contract_errors(operation: dict[str, Any]) -> dict[str, Any]:
+    """`operation` (one of your routes, as a framework describes it) with the errors the service
+    answers there in its envelope: 422 in `{detail, code}` (not FastAPI's list), and with a
+    bearer token (`security`) 400, 401 with its challenge, 403 if it needs scopes and 503; a
+    route with a body may also be refused 413. Statuses you described yourself are kept."""
+    responses = operation.setdefault("responses", {})
+    if str(INVALID) in responses:
+        responses[str(INVALID)] = _response(INVALID, ErrorOut, None)
+    statuses: list[int] = []
+    requirements = operation.get("security") or []
+    if requirements:
+        scoped = any(scopes for requirement in requirements for scopes in requirement.values())
+        statuses += [BAD, UNAUTHORIZED, *((FORBIDDEN,) if scoped else ()), UNAVAILABLE]
+    if "requestBody" in operation:
+        statuses.append(TOO_LARGE)
+    for status in statuses:
+        responses.setdefault(str(status), _response(status, ErrorOut, None))
+    return operation
+
+
+def _operation(route: Route, cookie: str | None) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "tags": [route.tag],
         "summary": route.summary,
@@ -341,16 +380,54 @@ def _operation(route: Route) -> dict[str, Any]:
     for status, model in route.answers.items():
         operation["responses"][str(status)] = _response(status, model, route.headers.get(status))
     error = OAuthErrorOut if route.token_endpoint else ErrorOut
-    # A JSON body sent as anything else is refused: 415.
-    unsupported = (UNSUPPORTED,) if isinstance(route.body, type) else ()
-    for status in (*route.errors, *unsupported):
-        # The token endpoint answers its refusals as OAuth2 errors; 413, 429 and 503 are not
-        # OAuth2's and keep the service's envelope.
+    # A body sent as another type than the route takes is refused: 415.
+    refused = route.body is not None and route.refuses_other_types
+    for status in (*route.errors, *((UNSUPPORTED,) if refused else ())):
+        # The token endpoint answers its refusals as OAuth2 errors; 413, 415, 429 and 503 are
+        # not OAuth2's and keep the service's envelope.
         model = error if status == BAD else ErrorOut
         operation["responses"][str(status)] = _response(status, model, None)
     if route.token_endpoint:
         operation["responses"]["200"]["headers"] = _headers(NO_STORE)
+    if cookie is not None and route.cookie:
+        _describe_cookie(operation, route.cookie, cookie)
     return operation
+
+
+def _describe_cookie(operation: dict[str, Any], use: str, name: str) -> None:
+    """Cookie mode (`cookies`): the header that asks for it, the cookie a route reads, and the
+    `Set-Cookie` of its successful answers."""
+    parameters = operation.setdefault("parameters", [])
+    parameters.append(
+        {
+            "name": BROWSER_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Sent by a page's script (any value): the refresh token travels in "
+            "an HttpOnly cookie instead of the JSON body. Also the CSRF defence: the cookie is "
+            "read only from requests with this header.",
+        }
+    )
+    if use in ("read", "read+set", "clear"):
+        parameters.append(
+            {
+                "name": name,
+                "in": "cookie",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The refresh token of a browser client, read only with "
+                f"{BROWSER_HEADER}; a refresh token in the body takes precedence.",
+            }
+        )
+    what = "Deletes" if use == "clear" else "Stores the refresh token in"
+    set_cookie = {
+        "Set-Cookie": f"{what} the HttpOnly cookie {name} (Path=/auth, SameSite=Strict), for "
+        f"requests with {BROWSER_HEADER}."
+    }
+    for status, response in operation["responses"].items():
+        if status.startswith("2"):
+            response["headers"] = {**response.get("headers", {}), **_headers(set_cookie)}
 
 
 def _response(

@@ -14,6 +14,8 @@ from .errors import UnsupportedGrantType, UnsupportedMediaType, ValidationFailed
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
+#: What the token endpoint says to a body of another type.
+TOKEN_MEDIA_TYPES = f"Send the body as a form (Content-Type: {FORM}) or as JSON ({JSON})."
 
 #: No control characters (NUL included: PostgreSQL cannot store it) in any credential.
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -179,12 +181,21 @@ def parse_json(raw: bytes) -> Any:
         raise ValidationFailed("The request body must be a JSON object.") from exc
 
 
+def media_type_of(content_type: str | None) -> str:
+    """The media type of a `Content-Type` header, lower-cased, without its parameters."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def is_json(media_type: str) -> bool:
+    """Whether `media_type` is JSON: `application/json`, or a `+json` type."""
+    return media_type == JSON or media_type.endswith("+json")
+
+
 def json_body(content_type: str | None, raw: bytes) -> bytes:
     """`raw`, if it is empty or declared JSON (`application/json`, or `+json`); else raise
     `UnsupportedMediaType` (415): a body sent as `text/plain` or with no type is refused, as
     FastAPI's own parsing would, on both frameworks."""
-    media_type = (content_type or "").split(";")[0].strip().lower()
-    if raw.strip() and not (media_type == JSON or media_type.endswith("+json")):
+    if raw.strip() and not is_json(media_type_of(content_type)):
         raise UnsupportedMediaType()
     return raw
 
@@ -206,14 +217,17 @@ def parse_token_request(
 ) -> tuple[GrantType, dict[str, Any]]:
     """Parse a token request: RFC 6749's URL-encoded form, where `grant_type` is required, or
     JSON, where it defaults to the first of `grants`. Return the grant and the parameters.
+    A body sent as another type, or with none, is refused (415), as everywhere in the API.
     """
-    media_type = (content_type or "").split(";")[0].strip().lower()
+    media_type = media_type_of(content_type)
     if media_type == FORM:
         data: Any = parse_form(raw)
         if "grant_type" not in data:
             names = " or ".join(f"grant_type={grant}" for grant in grants)
             raise ValidationFailed(f"grant_type is required in a form: send {names}.")
     else:
+        if raw.strip() and not is_json(media_type):
+            raise UnsupportedMediaType(TOKEN_MEDIA_TYPES)
         data = parse_json(raw)
         if not isinstance(data, dict):
             raise ValidationFailed("The request body must be a JSON object.")
@@ -224,6 +238,9 @@ def parse_token_request(
     return GrantType(grant), data
 
 
-def parse_logout_body(raw: bytes) -> LogoutRequest:
-    """Parse the optional body of a logout: empty, or JSON with a `refresh_token`."""
-    return validate(LogoutRequest, parse_json(raw)) if raw.strip() else LogoutRequest()
+def parse_logout_body(content_type: str | None, raw: bytes) -> LogoutRequest:
+    """Parse the optional body of a logout: empty, or JSON with a `refresh_token` (a body sent
+    as another type is `UnsupportedMediaType`)."""
+    if not raw.strip():
+        return LogoutRequest()
+    return validate(LogoutRequest, parse_json(json_body(content_type, raw)))

@@ -192,6 +192,7 @@ class AuthService:
             refresh=self.refresh_enabled,
             password_reset=self.password_reset_enabled,
             jwks=not is_hmac(self.keys.current().algorithm),
+            cookie=self.cookie.name if self.cookie is not None else None,
         )
         return openapi.document(features, title, version)
 
@@ -407,14 +408,19 @@ class AuthService:
         return user
 
     def logout(
-        self, claims: Claims, body: bytes, cookie_token: str | None = None
+        self,
+        claims: Claims,
+        body: bytes,
+        cookie_token: str | None = None,
+        *,
+        content_type: str | None = None,
     ) -> LogoutReport | None:
         """End the session of an authenticated access token (`claims`), then that of the
         refresh token in the body (or a browser client's cookie), if any. Return None when all
-        went well, or a report of why the refresh token (or the body) was refused; the access
-        token's session ends anyway."""
+        went well, or a report of why the refresh token (or the body: not JSON, or sent as
+        another `content_type`) was refused; the access token's session ends anyway."""
         try:
-            refresh_token = parse_logout_body(body).refresh_token or cookie_token
+            refresh_token = parse_logout_body(content_type, body).refresh_token or cookie_token
         except ServiceError as exc:
             refused: ServiceError | None = exc
             self.sessions.end(claims, None)

@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from .. import TITLE, version
 from ..core import events
 from ..core.cors import CorsPolicy
+from ..core.openapi import with_contract_errors
 from ..core.service import AuthService
 from ..settings import Settings
 from .errors import register_error_handlers
@@ -99,18 +100,28 @@ TEMPLATE_ROUTERS = (
 )
 
 
+#: FastAPI's own shape of a 422, which the service never sends (`with_contract_errors`).
+FASTAPI_422_SCHEMAS = frozenset({"HTTPValidationError", "ValidationError"})
+
+
 def _openapi(app: FastAPI, service: AuthService) -> dict[str, Any]:
     """The contract's description, built by the core as for Flask (`core.openapi`), with your
-    routes (`routes/custom.py`, or added to the app) as FastAPI describes them."""
+    routes (`routes/custom.py`, or added to the app) as FastAPI describes them, their errors
+    as the service answers them (`with_contract_errors`)."""
     if app.openapi_schema is None:
         document = service.openapi(TITLE, version())
         template_paths = {route.path for r in TEMPLATE_ROUTERS for route in r.routes}  # type: ignore[attr-defined]
         own = get_openapi(title=TITLE, version=version(), routes=app.routes)
         for path, operations in own["paths"].items():
             if path not in template_paths:
-                document["paths"].setdefault(path, operations)
+                described = {
+                    method: with_contract_errors(operation)
+                    for method, operation in operations.items()
+                }
+                document["paths"].setdefault(path, described)
         schemas = document["components"]["schemas"]
         for name, schema in own.get("components", {}).get("schemas", {}).items():
-            schemas.setdefault(name, schema)
+            if name not in FASTAPI_422_SCHEMAS:
+                schemas.setdefault(name, schema)
         app.openapi_schema = document
     return app.openapi_schema

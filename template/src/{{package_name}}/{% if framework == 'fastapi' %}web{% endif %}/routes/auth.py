@@ -119,9 +119,11 @@ async def confirm_password_reset(
 async def logout(request: Request, claims: AccessClaims, auth: AuthDep) -> Response:
     """Revoke the bearer token and its login, and the login of the refresh token in the body if
     any. The bearer token is checked before the body is read. 204, or 200 with a report when
-    the refresh token was refused (the bearer token's login has ended all the same)."""
-    body = await json_request_body(request)
-    report = await run_in_threadpool(auth.logout, claims, body, _cookie(request, auth))
+    the refresh token or the body was refused (the bearer token's login has ended all the
+    same: a body sent as another type than JSON too)."""
+    content_type, body = request.headers.get("content-type"), await request.body()
+    cookie = _cookie(request, auth)
+    report = await run_in_threadpool(auth.logout, claims, body, cookie, content_type=content_type)
     headers = auth.logout_headers(request.headers.get)
     if report is None:
         return Response(status_code=204, headers=headers)

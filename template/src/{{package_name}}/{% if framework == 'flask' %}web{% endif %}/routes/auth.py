@@ -53,9 +53,11 @@ def refresh() -> tuple[dict[str, Any], dict[str, str]]:
 def logout() -> Response:
     """Revoke the bearer token and its login, and the login of the refresh token in the body if
     any. The bearer token is checked before the body is read. 204, or 200 with a report when
-    the refresh token was refused (the bearer token's login has ended all the same)."""
+    the refresh token or the body was refused (the bearer token's login has ended all the
+    same: a body sent as another type than JSON too)."""
     auth = auth_service()
-    report = auth.logout(current_claims(), json_request_body(), _cookie())
+    body = request_body()
+    report = auth.logout(current_claims(), body, _cookie(), content_type=request.content_type)
     headers = auth.logout_headers(request.headers.get)
     if report is None:
         return Response(status=204, headers=headers)

@@ -4,6 +4,7 @@ tests/test_browser.py in the template drives the same in a real browser."""
 
 from collections.abc import Callable, Mapping
 
+import jwt
 import pytest
 
 from ..helpers import Settings, settings_with
@@ -124,3 +125,51 @@ def test_a_refresh_without_any_token_says_what_to_send(cookie_api: Api) -> None:
     assert reply.status == 400
     assert reply.body["error"] == "invalid_request"
     assert reply.body["detail"].startswith("No refresh token was sent")
+
+
+def cookie_api_with_grace(
+    make_api: Callable[[Settings], Api], settings: Settings, grace: int
+) -> Api:
+    options = {"refresh_token_cookie": True, "refresh_reuse_grace_seconds": grace}
+    api = make_api(settings_with(settings, refresh_strategy="rotating", **options))
+    assert api.register("alice").status == 201
+    return api
+
+
+def test_two_tabs_refreshing_with_one_cookie_keep_the_login(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
+    """Within the grace period (REFRESH_REUSE_GRACE_SECONDS) a second refresh with the same
+    cookie, as a second tab sends before it sees the first's new cookie, is answered too, for
+    the same login; the login lives on."""
+    api = cookie_api_with_grace(make_api, settings, 10)
+    cookie = set_cookie(api.post("/auth/login", data=LOGIN, headers=BROWSER))
+    old = {**BROWSER, **cookie_header(cookie)}
+    first, second = api.post("/auth/refresh", headers=old), api.post("/auth/refresh", headers=old)
+    assert (first.status, second.status) == (200, 200), second.body
+    sessions = {
+        jwt.decode(set_cookie(reply)["value"], options={"verify_signature": False})["sid"]
+        for reply in (first, second)
+    }
+    assert len(sessions) == 1
+    for reply in (first, second):
+        assert api.get("/users/me", token=reply.body["access_token"]).status == 200
+    latest = {**BROWSER, **cookie_header(set_cookie(second))}
+    assert api.post("/auth/refresh", headers=latest).status == 200
+
+
+def test_a_replayed_cookie_ends_the_login(
+    make_api: Callable[[Settings], Api], settings: Settings
+) -> None:
+    """Without a grace period, a refresh with a cookie already rotated away is reuse: refused,
+    and the login ends, so the rotated cookie (the thief's or the victim's) is refused too."""
+    api = cookie_api_with_grace(make_api, settings, 0)
+    cookie = set_cookie(api.post("/auth/login", data=LOGIN, headers=BROWSER))
+    rotated = api.post("/auth/refresh", headers={**BROWSER, **cookie_header(cookie)})
+    assert rotated.status == 200
+    replay = api.post("/auth/refresh", headers={**BROWSER, **cookie_header(cookie)})
+    assert replay.status == 400
+    assert (replay.body["error"], replay.body["code"]) == ("invalid_grant", "refresh_token_reused")
+    after = api.post("/auth/refresh", headers={**BROWSER, **cookie_header(set_cookie(rotated))})
+    assert after.status == 400
+    assert api.get("/users/me", token=rotated.body["access_token"]).status == 401

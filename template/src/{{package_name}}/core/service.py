@@ -176,8 +176,9 @@ class AuthService:
             Throttle(database, ThrottleLimits.from_settings(settings)),
             TrustedProxies.parse(settings.trusted_proxies),
             resets,
+            # The settings refuse the cookie without a refresh strategy.
             RefreshCookie(secure=settings.environment != "development")
-            if settings.refresh_token_cookie and settings.refresh_strategy is not Strategy.NONE
+            if settings.refresh_token_cookie
             else None,
         )
 

@@ -6,18 +6,24 @@ every process and instance: the counters live in the database (`ThrottleCounter`
 - Failed logins are counted per account and client address, and per account alone. After
   `free_failures` failures of one account from one address, each further one blocks that
   pair for 2, 4, 8... seconds, up to `max_backoff_seconds`; the account from every address
-  the same after `account_free_failures`, a far higher count, so that guessing from one
-  address cannot lock the real user out elsewhere. A day without failures forgets them; a
-  successful login forgets its pair's (`login_succeeded`).
+  the same after `account_free_failures`, a far higher count. Only a pair's free failures
+  count toward the account (one address adds at most `free_failures` to it), so guessing from
+  one address, however long it goes on, cannot lock the real user out elsewhere: that takes
+  failures from `account_free_failures / free_failures` addresses. A day without failures
+  forgets them; a successful login forgets its pair's (`login_succeeded`).
+- Every refusal is logged as a `throttled` security event (`events`): the scope, the wait,
+  the client and the user id when the caller knows it; never the account's name.
 
 The caller checks `check_login` (one read) before it hashes anything: a refused attempt costs
 no Argon2. The account is the lower-cased username as typed, known or not, so throttling
 tells nothing about which accounts exist.
 
-On SQLite and PostgreSQL every change is one statement in autocommit, so one round trip: an
-upsert (`INSERT ... ON CONFLICT (key) DO UPDATE`) that computes the new count from the stored
-one, atomically, however many processes count at once. Other databases (or a SQLite without
-RETURNING, before 3.35) take a short transaction that locks the row first.
+On SQLite and PostgreSQL every change of a counter is one statement in autocommit, so one
+round trip: an upsert (`INSERT ... ON CONFLICT (key) DO UPDATE`) that computes the new count
+from the stored one, atomically, however many processes count at once (a failure within the
+pair's free ones takes a second, for the account, decided by the first's count). Other
+databases (or a SQLite without RETURNING, before 3.35) take a short transaction that locks the
+row first.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from .db import Database, ThrottleCounter
 from .errors import TooManyRequests
+from .events import security_event
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -153,41 +160,52 @@ class Throttle:
             hits, window_ends_at, _ = self._locked([(key, lambda row: _next_request(row, now))])[0]
         if hits > self.limits.client_per_minute:
             wait = _seconds_until(window_ends_at, now)
+            security_event("throttled", scope="client", retry_after=wait, client=client)
             raise TooManyRequests(
                 f"Too many requests from this address; try again in {wait} seconds.",
                 retry_after=wait,
             )
 
-    def check_login(self, account: str, client: str) -> None:
+    def check_login(self, account: str, client: str, user_id: object = None) -> None:
         """Raise `TooManyRequests` if `account` may not log in from `client` now: that pair,
-        or the account from everywhere, is in back-off. One read; call it before hashing."""
+        or the account from everywhere, is in back-off. One read; call it before hashing.
+        `user_id`, when the caller knows it, goes into the security event."""
         now = self._clock()
         pair, whole = _keys(account, client)
         row = self._blocked.first({"pair": pair, "account": whole})
         blocked_until = row[0] if row is not None and row[0] is not None else 0.0
         if blocked_until > now:
             wait = _seconds_until(blocked_until, now)
+            security_event(
+                "throttled", scope="login", retry_after=wait, user_id=user_id, client=client
+            )
             raise TooManyRequests(
                 f"Too many failed logins for this username; try again in {wait} seconds.",
                 retry_after=wait,
             )
 
     def login_failed(self, account: str, client: str) -> None:
-        """Count a failed login of `account` from `client`, for the pair and the account."""
+        """Count a failed login of `account` from `client`: for the pair, and for the account
+        while the pair is within its free failures."""
         now = self._clock()
         pair, whole = _keys(account, client)
-        if self._upsert:
-            parameters = {"pair": pair, "account": whole, "now": now, "ends": now + QUIET_SECONDS}
-            with self._database.guarded(), self._autocommit.connect() as connection:
-                connection.execute(self._fail, parameters)
-            return
         limits = self.limits
-        self._locked(
-            [
-                (pair, lambda row: _next_failure(row, now, limits.free_failures, limits)),
-                (whole, lambda row: _next_failure(row, now, limits.account_free_failures, limits)),
-            ]
-        )
+        if not self._upsert:
+            [(hits, _, _)] = self._locked(
+                [(pair, lambda row: _next_failure(row, now, limits.free_failures, limits))]
+            )
+            if hits <= limits.free_failures:
+                free = limits.account_free_failures
+                self._locked([(whole, lambda row: _next_failure(row, now, free, limits))])
+            return
+        parameters = {"now": now, "ends": now + QUIET_SECONDS}
+        with self._database.guarded(), self._autocommit.connect() as connection:
+            hits = connection.execute(
+                self._fail, {"key": pair, "free": limits.free_failures, **parameters}
+            ).scalar_one()
+            if hits <= limits.free_failures:
+                free = limits.account_free_failures
+                connection.execute(self._fail, {"key": whole, "free": free, **parameters})
 
     def login_succeeded(self, account: str, client: str) -> None:
         """Forget the failures of `account` from `client` (not those of the account alone)."""
@@ -220,17 +238,12 @@ class Throttle:
         ).returning(_hits, _window_ends_at)
 
     def _fail_statement(self, module: Any) -> Any:
-        """`login_failed`'s upsert of both rows, the pair's first: the failures plus one (1
-        after a quiet day) and the block they earn, by the pair's or the account's limit."""
+        """`login_failed`'s upsert of one row (the pair's or the account's): the failures plus
+        one (1 after a quiet day) and the block they earn beyond `free`; returns the count."""
         limits = self.limits
         now, ends = bindparam("now", type_=Float), bindparam("ends", type_=Float)
-        pair: BindParameter[str] = bindparam("pair")
-        account: BindParameter[str] = bindparam("account")
+        free: BindParameter[int] = bindparam("free", type_=Integer)
         hits = case((_window_ends_at <= now, 1), else_=_hits + 1)
-        free = case(
-            (_key == pair, literal(limits.free_failures, Integer)),
-            else_=literal(limits.account_free_failures, Integer),
-        )
         excess = (hits - free).self_group()
         doubled: ColumnElement[int] = literal_column("1", Integer).op("<<", return_type=Integer)(
             excess
@@ -240,14 +253,13 @@ class Throttle:
             (excess >= limits.backoff_cap_exponent, now + limits.max_backoff_seconds),
             else_=now + doubled,
         )
-        first = {"hits": 1, "window_ends_at": ends, "blocked_until": 0.0}
         statement = module.insert(ThrottleCounter).values(
-            [{"key": pair, **first}, {"key": account, **first}]
+            key=bindparam("key"), hits=1, window_ends_at=ends, blocked_until=0.0
         )
         return statement.on_conflict_do_update(
             index_elements=[_key],
             set_={"hits": hits, "window_ends_at": ends, "blocked_until": blocked},
-        )
+        ).returning(_hits)
 
     def _locked(
         self, changes: Sequence[tuple[str, Callable[[_Counter | None], tuple[int, float, float]]]]

@@ -4,6 +4,13 @@ No composition rules (a digit, a symbol, an upper-case letter): they make passwo
 remember, not to guess. A new password is refused when it contains the user's own name, or
 when zxcvbn, which knows common passwords, words, names, keyboard patterns, dates and
 substitutions, scores it below `PASSWORD_MIN_STRENGTH` (0-4). The refusal says what to do.
+
+zxcvbn scores the first `ZXCVBN_MAX_CHARS` characters only: its time grows much faster than the
+length (a long string of look-alike symbols such as `4@(<1|` takes seconds, its first 32
+characters milliseconds) and checks run one at a time, so a long password must not be a way to
+hold every other registration up. The rest of a longer password neither raises nor lowers its
+score: its start alone must be hard to guess. The name rule reads the whole password. Callers
+check before they wait for a hashing slot (`PasswordHasher.admitted`): a check never holds one.
 """
 
 from __future__ import annotations
@@ -15,9 +22,8 @@ import zxcvbn
 from .errors import WeakPassword
 from .passwords import normalise
 
-#: zxcvbn refuses longer passwords (and takes longer the longer they are); their first 72
-#: characters decide.
-ZXCVBN_MAX_CHARS = 72
+#: How many characters zxcvbn scores, from the start of the password (module docstring).
+ZXCVBN_MAX_CHARS = 32
 
 #: The advice when zxcvbn gives none (it gives none for scores 3 and 4).
 ADVICE = "Add another word or two. Uncommon words are better."

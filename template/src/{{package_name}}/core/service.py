@@ -2,7 +2,9 @@
 the rest of an account's life (change or reset its password, end every session, delete it).
 
 Each method takes what the web layer has (the body as bytes, the verified claims, the client's
-address) and returns a schema or raises a `ServiceError`; the web layers stay thin.
+address) and returns a schema or raises a `ServiceError`; the web layers stay thin. A method
+whose request hashes a password returns `Hashing` work instead: it has run the checks that
+need no hashing (throttling, the password policy) and returns the rest.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete
 
@@ -69,6 +71,13 @@ from .schemas import (
 from .throttle import Throttle, ThrottleLimits
 from .tokens import KeySource, TokenPolicy, TokenService
 from .users import Profile, UserService
+
+R = TypeVar("R")
+
+#: What a request that hashes a password has left to do once its cheap checks passed: the web
+#: layer runs it when the hasher admits one more (`PasswordHasher.admitted`), so requests that
+#: are throttled, or whose new password is refused, never take a hashing place.
+Hashing = Callable[[], R]
 
 
 @dataclass(frozen=True)
@@ -264,56 +273,90 @@ class AuthService:
             return {}
         return {"Set-Cookie": self.cookie.clear()}
 
-    def grant(self, request: tuple[GrantType, dict[str, Any]], client: str) -> TokenResponse:
-        """Run a parsed token request (`token_request`) for the client at address `client`."""
-        grant, data = request
+    def password_grant(
+        self, request: tuple[GrantType, dict[str, Any]], client: str
+    ) -> Hashing[TokenResponse]:
+        """Run a parsed password grant (`token_request`) for the client at address `client`:
+        throttling now, the password check (`Hashing`) when admitted."""
+        _, data = request
         with _token_endpoint_errors():
             self.throttle.count_request(client)
-            if grant is GrantType.PASSWORD:
-                return self.login(validate(LoginForm, data), client)
+            login = self.login(validate(LoginForm, data), client)
+
+        def check_password() -> TokenResponse:
+            with _token_endpoint_errors():
+                return login()
+
+        return check_password
+
+    def refresh_grant(
+        self, request: tuple[GrantType, dict[str, Any]], client: str
+    ) -> TokenResponse:
+        """Run a parsed refresh-token grant (`token_request`) for the client at `client`."""
+        _, data = request
+        with _token_endpoint_errors():
+            self.throttle.count_request(client)
             try:
                 return self.refresh(validate(RefreshRequest, data).refresh_token)
             except InvalidToken as exc:
                 security_event("token_refused", kind="refresh", reason=exc.code, detail=exc.detail)
                 raise
 
-    def register(self, body: bytes, client: str) -> UserOut:
-        """Create a user from a registration's JSON body."""
+    def register(self, body: bytes, client: str) -> Hashing[UserOut]:
+        """Create a user from a registration's JSON body: throttling and the password policy
+        now, hashing and storing when admitted."""
         registration = validate(Registration, parse_json(body))
         self.throttle.count_request(client)
-        user = self.users.register(registration.username, registration.password, registration.email)
-        security_event("user_registered", user_id=user.id)
-        return _user_out(user)
+        username, password, email = registration.username, registration.password, registration.email
+        self.users.policy.check(password, username=username, email=email)
 
-    def login(self, form: LoginForm, client: str) -> TokenResponse:
+        def create() -> UserOut:
+            user = self.users.create(username, password, email)
+            security_event("user_registered", user_id=user.id)
+            return _user_out(user)
+
+        return create
+
+    def login(self, form: LoginForm, client: str) -> Hashing[TokenResponse]:
         """Check the credentials and start a session. Guessing is throttled per account and
-        client before any hashing (`Throttle`)."""
+        client before any hashing (`Throttle`): a refusal is raised here, not by the work."""
         account = form.username.lower()
         self.throttle.check_login(account, client)
-        try:
-            user = self.users.authenticate(form.username, form.password)
-        except InvalidCredentials:
-            self.throttle.login_failed(account, client)
-            raise
-        self.throttle.login_succeeded(account, client)
-        return _token_response(self.sessions.start(user))
+
+        def check_password() -> TokenResponse:
+            try:
+                user = self.users.authenticate(form.username, form.password)
+            except InvalidCredentials:
+                self.throttle.login_failed(account, client)
+                raise
+            self.throttle.login_succeeded(account, client)
+            return _token_response(self.sessions.start(user))
+
+        return check_password
 
     def refresh(self, refresh_token: str) -> TokenResponse:
         """Exchange a refresh token for new tokens."""
         return _token_response(self.sessions.refresh(refresh_token))
 
-    def change_password(self, claims: Claims, body: bytes, client: str) -> TokenResponse:
+    def change_password(self, claims: Claims, body: bytes, client: str) -> Hashing[TokenResponse]:
         """Change the caller's password (confirmed by the current one), end every session of
         theirs, this one included, and start a new one for the caller: its tokens are the
-        answer. A wrong current password counts as a failed login."""
+        answer. A wrong current password counts as a failed login. The new password is
+        checked against the policy first, before the current one is verified."""
         change = validate(PasswordChange, parse_json(body))
-        user = self._confirmed(claims, change.current_password, client)
-        new_hash = self.users.new_password_hash(user, change.new_password)
-        with self.database.session() as db:
-            self.users.set_password_hash(db, user.id, new_hash)
-            self.sessions.end_everywhere(user.id, db)
-        security_event("password_changed", user_id=user.id)
-        return _token_response(self.sessions.start(user))
+        user = self._confirming(claims, client)
+        self.users.check_new_password(user, change.new_password)
+
+        def change_password() -> TokenResponse:
+            self._confirm(user, change.current_password, client)
+            new_hash = self.users.hasher.hash(change.new_password)
+            with self.database.session() as db:
+                self.users.set_password_hash(db, user.id, new_hash)
+                self.sessions.end_everywhere(user.id, db)
+            security_event("password_changed", user_id=user.id)
+            return _token_response(self.sessions.start(user))
+
+        return change_password
 
     def logout_all(self, claims: Claims) -> None:
         """End every session of the caller, on every device: every token issued to them up
@@ -322,24 +365,34 @@ class AuthService:
         self.sessions.end_everywhere(user_id)
         security_event("logout_everywhere", user_id=user_id)
 
-    def delete_account(self, claims: Claims, body: bytes, client: str) -> None:
+    def delete_account(self, claims: Claims, body: bytes, client: str) -> Hashing[None]:
         """Delete the caller's account (confirmed by its password): every session ends, the
         username and address are free again."""
         confirmation = validate(PasswordConfirmation, parse_json(body))
-        user = self._confirmed(claims, confirmation.password, client)
-        with self.database.session() as db:
-            self.users.delete(db, user.id)
-            self.sessions.end_everywhere(user.id, db)
-        security_event("account_deleted", user_id=user.id)
+        user = self._confirming(claims, client)
 
-    def change_email(self, claims: Claims, body: bytes, client: str) -> UserOut:
+        def delete_account() -> None:
+            self._confirm(user, confirmation.password, client)
+            with self.database.session() as db:
+                self.users.delete(db, user.id)
+                self.sessions.end_everywhere(user.id, db)
+            security_event("account_deleted", user_id=user.id)
+
+        return delete_account
+
+    def change_email(self, claims: Claims, body: bytes, client: str) -> Hashing[UserOut]:
         """Set or remove the caller's e-mail address (confirmed by the password: the address
         receives password resets, so a stolen access token alone must not change it)."""
         change = validate(EmailChange, parse_json(body))
-        user = self._confirmed(claims, change.password, client)
-        profile = self.users.set_email(user.id, change.email)
-        security_event("email_changed", user_id=user.id)
-        return _user_out(profile)
+        user = self._confirming(claims, client)
+
+        def change_email() -> UserOut:
+            self._confirm(user, change.password, client)
+            profile = self.users.set_email(user.id, change.email)
+            security_event("email_changed", user_id=user.id)
+            return _user_out(profile)
+
+        return change_email
 
     def request_password_reset(self, body: bytes, client: str) -> None:
         """Send a reset message to the account with this address, if there is one. The answer
@@ -351,31 +404,38 @@ class AuthService:
             raise NotFound("This service does not send password-reset messages.")
         self.resets.jobs.submit(self._send_reset, email)
 
-    def confirm_password_reset(self, body: bytes, client: str) -> None:
-        """Set a new password with a reset token (once), and end every session of its user."""
+    def confirm_password_reset(self, body: bytes, client: str) -> Hashing[None]:
+        """Set a new password with a reset token (once), and end every session of its user:
+        the token and the policy are checked now, the password hashed when admitted."""
         confirmation = validate(PasswordResetConfirmation, parse_json(body))
         self.throttle.count_request(client)
         token_hash = _reset_hash(confirmation.token)
         now = self.tokens.now()
         with self.database.session() as db:
             reset = db.get(PasswordReset, token_hash)
-            user = None if reset is None else db.get(User, reset.user_id)
-        if reset is None or user is None or reset.expires_at <= now:
+            found = None if reset is None else db.get(User, reset.user_id)
+        if reset is None or found is None or reset.expires_at <= now:
             security_event("password_reset_refused")
             raise InvalidResetToken()
-        new_hash = self.users.new_password_hash(user, confirmation.new_password)
-        with self.database.session() as db:
-            # Single use: of concurrent confirmations with one token, one deletes it (on the
-            # session's connection, whose result has the count of rows deleted).
-            use = delete(PasswordReset).where(
-                PasswordReset.token_hash == token_hash, PasswordReset.expires_at > now
-            )
-            used = db.connection().execute(use).rowcount
-            if used != 1:
-                raise InvalidResetToken()
-            self.users.set_password_hash(db, user.id, new_hash)
-            self.sessions.end_everywhere(user.id, db)
-        security_event("password_reset", user_id=user.id)
+        user = found
+        self.users.check_new_password(user, confirmation.new_password)
+
+        def set_password() -> None:
+            new_hash = self.users.hasher.hash(confirmation.new_password)
+            with self.database.session() as db:
+                # Single use: of concurrent confirmations with one token, one deletes it (on
+                # the session's connection, whose result has the count of rows deleted).
+                use = delete(PasswordReset).where(
+                    PasswordReset.token_hash == token_hash, PasswordReset.expires_at > now
+                )
+                used = db.connection().execute(use).rowcount
+                if used != 1:
+                    raise InvalidResetToken()
+                self.users.set_password_hash(db, user.id, new_hash)
+                self.sessions.end_everywhere(user.id, db)
+            security_event("password_reset", user_id=user.id)
+
+        return set_password
 
     def _send_reset(self, email: str) -> None:
         """The reset's work after the response: store a token's hash, queue the message."""
@@ -395,18 +455,21 @@ class AuthService:
         self.resets.outbox.submit(self.resets.message(user.email, user.username, token))
         security_event("password_reset_requested", known=True, user_id=user.id)
 
-    def _confirmed(self, claims: Claims, password: str, client: str) -> User:
-        """The caller's user, once `password` proves it is theirs; guessing is throttled as
-        logins are (and counts toward the same limits)."""
+    def _confirming(self, claims: Claims, client: str) -> User:
+        """The caller's user, if they may confirm a change with their password now: guessing
+        is throttled as logins are (and counts toward the same limits; `_confirm`)."""
         self.throttle.count_request(client)
         user = self.users.get(user_id_of(claims))
-        self.throttle.check_login(user.username_key, client)
+        self.throttle.check_login(user.username_key, client, user_id=user.id)
+        return user
+
+    def _confirm(self, user: User, password: str, client: str) -> None:
+        """Raise `WrongPassword` unless `password` is the user's, counting it as a failed login."""
         try:
             self.users.check_password(user, password)
         except WrongPassword:
             self.throttle.login_failed(user.username_key, client)
             raise
-        return user
 
     def logout(
         self,

@@ -58,6 +58,10 @@ class UserService:
         """Create a user, or raise `UsernameTaken` / `EmailTaken` (the database decides races)
         or `WeakPassword`."""
         self.policy.check(password, username=username, email=email)
+        return self.create(username, password, email)
+
+    def create(self, username: str, password: str, email: str | None = None) -> User:
+        """`register` once the policy has accepted the password: hash it, store the user."""
         user = User(
             username=username,
             username_key=username.lower(),
@@ -112,10 +116,9 @@ class UserService:
             security_event("password_confirmation_failed", user_id=user.id)
             raise WrongPassword()
 
-    def new_password_hash(self, user: User, password: str) -> str:
-        """The hash of a new password for `user`, once the policy accepts it."""
+    def check_new_password(self, user: User, password: str) -> None:
+        """Raise `WeakPassword` if the policy refuses `password` as `user`'s new one."""
         self.policy.check(password, username=user.username, email=user.email)
-        return self.hasher.hash(password)
 
     def set_password_hash(self, db: Session, user_id: uuid.UUID, password_hash: str) -> None:
         """Store a new password hash (in the caller's transaction); outstanding reset links die."""

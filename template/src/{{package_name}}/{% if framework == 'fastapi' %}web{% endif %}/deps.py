@@ -16,9 +16,7 @@ OpenAPI, so Swagger UI's Authorize button logs in at /auth/login.
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, Request
@@ -31,7 +29,7 @@ from ..core.claims import Claims, require_scopes
 from ..core.db import WouldWait
 from ..core.openapi import LOGIN_PATH, SCHEME
 from ..core.schemas import UserOut, json_body
-from ..core.service import AuthService
+from ..core.service import AuthService, Hashing
 from ..core.tokens import bearer_token
 
 
@@ -98,14 +96,16 @@ async def client_address(request: Request) -> str:
 R = TypeVar("R")
 
 
-async def hashing(request: Request, function: Callable[..., R], *args: Any) -> R:
-    """Run `function(*args)`, which hashes a password, in threads of its own: logins waiting
-    for Argon2 never hold up requests that do not hash (they keep the default thread pool),
-    and when `ARGON2_MAX_WAITING` are already waiting, the next is refused at once (503)."""
+async def hashing(request: Request, work: Hashing[R]) -> R:
+    """Run `work`, which hashes a password, in threads of its own: logins waiting for Argon2
+    never hold up requests that do not hash (they keep the default thread pool), and when
+    `ARGON2_MAX_WAITING` are already waiting, the next is refused at once (503). The service
+    made `work` after the request's cheap checks (throttling, the password policy), so a
+    request those refuse never takes a place here."""
     auth: AuthService = request.app.state.auth
     limiter: CapacityLimiter = request.app.state.hashing
     with auth.users.hasher.admitted():
-        return await to_thread.run_sync(functools.partial(function, *args), limiter=limiter)
+        return await to_thread.run_sync(work, limiter=limiter)
 
 
 async def json_request_body(request: Request) -> bytes:

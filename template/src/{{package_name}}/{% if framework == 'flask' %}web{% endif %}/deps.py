@@ -1,5 +1,5 @@
-"""What views need: the auth service, the `login_required` / `token_required` /
-`hashes_password` decorators and what the first two find (`current_user`, `current_claims`),
+"""What views need: the auth service, the `login_required` / `token_required` decorators and
+what they find (`current_user`, `current_claims`), `hashing` for work that hashes a password,
 the request's body and client address."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from flask import current_app, g, request
 from ..core.claims import Claims, require_scopes
 from ..core.errors import BodyTooLarge
 from ..core.schemas import UserOut, json_body
-from ..core.service import AuthService
+from ..core.service import AuthService, Hashing
 from ..core.tokens import bearer_token
 
 P = ParamSpec("P")
@@ -77,16 +77,13 @@ def current_user() -> UserOut:
     return user
 
 
-def hashes_password(view: Callable[P, R]) -> Callable[P, R]:
-    """For views that hash a password: when `ARGON2_MAX_WAITING` requests already wait for a
-    hashing slot in this process, answer 503 at once instead of queueing one more."""
-
-    @functools.wraps(view)
-    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
-        with auth_service().users.hasher.admitted():
-            return view(*args, **kwargs)
-
-    return wrapped
+def hashing(work: Hashing[R]) -> R:
+    """Run `work`, which hashes a password: when `ARGON2_MAX_WAITING` requests already wait for
+    a hashing slot in this process, answer 503 at once instead of queueing one more. The
+    service made `work` after the request's cheap checks (throttling, the password policy),
+    so a request those refuse never takes a place."""
+    with auth_service().users.hasher.admitted():
+        return work()
 
 
 def client_address() -> str:

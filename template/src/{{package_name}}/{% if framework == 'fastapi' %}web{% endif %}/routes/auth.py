@@ -27,7 +27,8 @@ reset_router = APIRouter(prefix="/auth", tags=["auth"])
 async def register(request: Request, auth: AuthDep, client: ClientAddress) -> UserOut:
     """Create a user (`email` is optional: it is where password resets go). The password must
     not be easy to guess (422 `weak_password` says why)."""
-    return await hashing(request, auth.register, await json_request_body(request), client)
+    body = await json_request_body(request)
+    return await hashing(request, await run_in_threadpool(auth.register, body, client))
 
 
 @router.post(
@@ -43,9 +44,10 @@ async def login(
     content_type, body = request.headers.get("content-type"), await request.body()
     parsed = auth.token_request(content_type, body, auth.login_grants, _cookie(request, auth))
     if parsed[0] is GrantType.PASSWORD:
-        tokens = await hashing(request, auth.grant, parsed, client)
+        login = await run_in_threadpool(auth.password_grant, parsed, client)
+        tokens = await hashing(request, login)
     else:
-        tokens = await run_in_threadpool(auth.grant, parsed, client)
+        tokens = await run_in_threadpool(auth.refresh_grant, parsed, client)
     return _delivered(request, response, auth, tokens)
 
 
@@ -60,7 +62,7 @@ async def refresh(
     content_type, body = request.headers.get("content-type"), await request.body()
     grants = (GrantType.REFRESH_TOKEN,)
     parsed = auth.token_request(content_type, body, grants, _cookie(request, auth))
-    tokens = await run_in_threadpool(auth.grant, parsed, client)
+    tokens = await run_in_threadpool(auth.refresh_grant, parsed, client)
     return _delivered(request, response, auth, tokens)
 
 
@@ -74,7 +76,8 @@ async def change_password(
     """Change the password (403 `wrong_password` if `current_password` is not it). Every
     session of the user ends, this one too; the answer is a new login's tokens."""
     body = await json_request_body(request)
-    tokens = await hashing(request, auth.change_password, claims, body, client)
+    change = await run_in_threadpool(auth.change_password, claims, body, client)
+    tokens = await hashing(request, change)
     return _delivered(request, response, auth, tokens)
 
 
@@ -108,7 +111,8 @@ async def confirm_password_reset(
 ) -> Response:
     """Set a new password with the token from a reset message (once; 400
     `invalid_reset_token` if it is unknown, used or expired). Every session of the user ends."""
-    await hashing(request, auth.confirm_password_reset, await json_request_body(request), client)
+    body = await json_request_body(request)
+    await hashing(request, await run_in_threadpool(auth.confirm_password_reset, body, client))
     return Response(status_code=204)
 
 

@@ -1,6 +1,7 @@
 """The signed-in user's own resource: read it, change its e-mail address, delete it."""
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from ...core.errors import NO_STORE
 from ...core.schemas import UserOut
@@ -30,7 +31,7 @@ async def change_email(
     """Set the address password resets go to (`null` removes it), confirmed by the password:
     409 `email_taken` if another account has it."""
     body = await json_request_body(request)
-    user = await hashing(request, auth.change_email, claims, body, client)
+    user = await hashing(request, await run_in_threadpool(auth.change_email, claims, body, client))
     response.headers.update(NO_STORE)
     return user
 
@@ -41,5 +42,6 @@ async def delete_me(
 ) -> Response:
     """Delete the account, confirmed by its password: every session ends, and the username
     and address can be registered again."""
-    await hashing(request, auth.delete_account, claims, await json_request_body(request), client)
+    body = await json_request_body(request)
+    await hashing(request, await run_in_threadpool(auth.delete_account, claims, body, client))
     return Response(status_code=204)

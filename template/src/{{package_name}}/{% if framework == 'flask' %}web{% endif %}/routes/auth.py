@@ -12,7 +12,7 @@ from ..deps import (
     auth_service,
     client_address,
     current_claims,
-    hashes_password,
+    hashing,
     json_request_body,
     request_body,
     token_required,
@@ -26,15 +26,14 @@ reset_bp = Blueprint("password_reset", __name__, url_prefix="/auth")
 
 
 @bp.post("/register")
-@hashes_password
 def register() -> tuple[dict[str, Any], int]:
     """Create a user (`email` is optional: it is where password resets go). The password must
     not be easy to guess (422 `weak_password` says why)."""
-    return auth_service().register(json_request_body(), client_address()).model_dump(), 201
+    user = hashing(auth_service().register(json_request_body(), client_address()))
+    return user.model_dump(), 201
 
 
 @bp.post("/login")
-@hashes_password
 def login() -> tuple[dict[str, Any], dict[str, str]]:
     """The OAuth2 token endpoint: a username and password (`grant_type=password`), or a refresh
     token (`grant_type=refresh_token`, with a refresh strategy), for tokens. Repeated failed
@@ -75,11 +74,11 @@ def logout_all() -> tuple[str, int]:
 
 @bp.post("/password")
 @token_required
-@hashes_password
 def change_password() -> tuple[dict[str, Any], dict[str, str]]:
     """Change the password (403 `wrong_password` if `current_password` is not it). Every
     session of the user ends, this one too; the answer is a new login's tokens."""
-    tokens = auth_service().change_password(current_claims(), json_request_body(), client_address())
+    auth = auth_service()
+    tokens = hashing(auth.change_password(current_claims(), json_request_body(), client_address()))
     return _delivered(tokens)
 
 
@@ -92,11 +91,10 @@ def request_password_reset() -> tuple[str, int]:
 
 
 @reset_bp.post("/password-reset/confirm")
-@hashes_password
 def confirm_password_reset() -> tuple[str, int]:
     """Set a new password with the token from a reset message (once; 400
     `invalid_reset_token` if it is unknown, used or expired). Every session of the user ends."""
-    auth_service().confirm_password_reset(json_request_body(), client_address())
+    hashing(auth_service().confirm_password_reset(json_request_body(), client_address()))
     return "", 204
 
 
@@ -104,7 +102,9 @@ def _token_response(grants: tuple[GrantType, ...]) -> tuple[dict[str, Any], dict
     """Run the token endpoint (login or refresh) on this request."""
     auth = auth_service()
     parsed = auth.token_request(request.content_type, request_body(), grants, _cookie())
-    return _delivered(auth.grant(parsed, client_address()))
+    if parsed[0] is GrantType.PASSWORD:
+        return _delivered(hashing(auth.password_grant(parsed, client_address())))
+    return _delivered(auth.refresh_grant(parsed, client_address()))
 
 
 def _cookie() -> str | None:

@@ -12,7 +12,7 @@ from ..deps import (
     client_address,
     current_claims,
     current_user,
-    hashes_password,
+    hashing,
     json_request_body,
     login_required,
     token_required,
@@ -30,19 +30,18 @@ def read_me() -> tuple[dict[str, Any], dict[str, str]]:
 
 @bp.put("/me/email")
 @token_required
-@hashes_password
 def change_email() -> tuple[dict[str, Any], dict[str, str]]:
     """Set the address password resets go to (`null` removes it), confirmed by the password:
     409 `email_taken` if another account has it."""
-    user = auth_service().change_email(current_claims(), json_request_body(), client_address())
+    auth = auth_service()
+    user = hashing(auth.change_email(current_claims(), json_request_body(), client_address()))
     return user.model_dump(), NO_STORE
 
 
 @bp.delete("/me")
 @token_required
-@hashes_password
 def delete_me() -> tuple[str, int]:
     """Delete the account, confirmed by its password: every session ends, and the username
     and address can be registered again."""
-    auth_service().delete_account(current_claims(), json_request_body(), client_address())
+    hashing(auth_service().delete_account(current_claims(), json_request_body(), client_address()))
     return "", 204

@@ -52,9 +52,13 @@ def test_ruff_finds_nothing_to_change(render: Render, answers: dict[str, Any]) -
 
 
 def assert_suite_passes(
-    project: Project, env: dict[str, str] | None = None, runner: SuiteRunner | None = None
+    project: Project,
+    env: dict[str, str] | None = None,
+    runner: SuiteRunner | None = None,
+    paths: list[str] | None = None,
 ) -> None:
-    """Run the project's own suite, in a fresh interpreter or in a fork of `runner`.
+    """Run the project's own suite (or its test files `paths`), in a fresh interpreter or in a
+    fork of `runner`.
 
     Only the plugins the project asks for are loaded, as in its own environment (this one
     also holds pytest-copie and xdist), and the suite has a temporary directory of its own
@@ -62,7 +66,7 @@ def assert_suite_passes(
     """
     env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
     with tempfile.TemporaryDirectory() as basetemp:
-        args = ["-q", "-p", "no:cacheprovider", "--basetemp", basetemp]
+        args = ["-q", "-p", "no:cacheprovider", "--basetemp", basetemp, *(paths or [])]
         if runner is None:
             result = project.run(PYTHON, "-m", "pytest", *args, timeout=600, env=env)
             returncode, output = result.returncode, result.stdout + result.stderr

@@ -1,5 +1,5 @@
 """The command line: `<package> keys ...` manages the key ring in JWT_KEYS_DIR; `<package> db
-upgrade|current|history` manages the schema (Alembic migrations); `<package> db cleanup`
+upgrade|current|history|downgrade` manages the schema (Alembic migrations); `<package> db cleanup`
 deletes records that can no longer matter; `<package> users disable|enable|logout-all NAME`
 manages accounts.
 
@@ -114,12 +114,19 @@ def run_db(command: str, options: argparse.Namespace, settings: Settings) -> str
     try:
         if command == "upgrade":
             before = schema.current(database)
-            schema.upgrade(database)
-            after = schema.current(database)
-            if after == before:
-                return f"The database is up to date ({', '.join(sorted(after))})."
+            adopted = schema.upgrade(database)
+            found = schema.current(database)
+            after = ", ".join(sorted(found))
+            if adopted:
+                return (
+                    f"Adopted the tables of template 0.2.0 (no migration history: stamped "
+                    f"{schema.BASELINE}), then upgraded the database from {schema.BASELINE} "
+                    f"to {after}."
+                )
+            if found == before:
+                return f"The database is up to date ({after})."
             was = ", ".join(sorted(before)) or "nothing"
-            return f"Upgraded the database from {was} to {', '.join(sorted(after))}."
+            return f"Upgraded the database from {was} to {after}."
         if command == "downgrade":
             schema.downgrade(database, options.revision)
             return f"The database is at {', '.join(sorted(schema.current(database))) or 'base'}."

@@ -18,6 +18,11 @@ class ConfigError(Exception):
     """Raised when settings or key material are missing or unsafe; the message says what to fix."""
 
 
+class SchemaError(ConfigError):
+    """Raised when the database's schema is not one this code can use; the message says what
+    to run."""
+
+
 class ServiceError(Exception):
     """Base of every error a client can cause; `code` is stable, `detail` is for people."""
 

@@ -5,6 +5,7 @@ One suite for both frameworks: a difference in paths, bodies, status codes or he
 
 from __future__ import annotations
 
+import re
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -374,3 +375,20 @@ def test_head_answers_wherever_get_does(client: LiveClient) -> None:
         assert head.status_code == get.status_code, path
         assert head.content == b""
         assert head.headers["content-type"] == get.headers["content-type"]
+
+
+@pytest.mark.parametrize("answers", CLIENT_VARIANTS["framework"])
+def test_the_readme_api_table_lists_the_described_operations(
+    live_server: StartLiveServer, answers: dict[str, str]
+) -> None:
+    """The rendered README's table under "The API" and the running service's /openapi.json name
+    the same operations (the default variant has every route)."""
+    server = live_server(**answers)
+    readme = (server.project.path / "README.md").read_text()
+    section = readme.split("\n## The API\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| (GET|POST|PUT|DELETE) (/\S*) \|", section, re.MULTILINE))
+    document = httpx.get(f"{server.url}/openapi.json", timeout=10).raise_for_status().json()
+    described = {
+        (method.upper(), path) for path, item in document["paths"].items() for method in item
+    }
+    assert listed == described

@@ -20,6 +20,8 @@ GIT = [
     "init.defaultBranch=main",
 ]
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
+#: The changelog entry the fixture's release 0.2.0 adds.
+RELEASE_NOTE = "## 0.2.0 (the fixture's)\n\n- Upgrading is documented.\n"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -46,6 +48,8 @@ def releases(tmp_path: Path) -> Path:
     git(repo, "tag", "v0.1.0")
     readme = repo / "template" / "README.md.jinja"
     readme.write_text(readme.read_text() + "\n## Upgrading\n\nRun `copier update`.\n")
+    changelog = repo / "template" / "TEMPLATE-CHANGELOG.md"  # a copy: copytree follows links
+    changelog.write_text(changelog.read_text().replace("\n## ", f"\n{RELEASE_NOTE}\n## ", 1))
     # The template's own version of the files it makes once changes too: updates must not
     # bring that change into a project (the project's copy is the user's).
     for made_once in [
@@ -90,6 +94,13 @@ def test_update_keeps_edits_and_secrets(
         tmp_path, "copy", "--defaults", "--vcs-ref", "v0.1.0", *answers, str(releases), str(project)
     )
     assert made.returncode == 0, made.stderr
+    # The message after the copy says to put the project under git and commit, naming the
+    # template's commit; the test does what it says.
+    release = git(releases, "rev-parse", "v0.1.0")[:12]
+    assert "Put the project under git and commit now" in made.stderr
+    assert f'git init && git add -A && git commit -m "From copier-jwt-auth {release}"' in (
+        made.stderr
+    )
     git(project, "init", "-q")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "from template 0.1.0")
@@ -119,6 +130,7 @@ def test_update_keeps_edits_and_secrets(
     updated = copier(project, "update", "--defaults", "--vcs-ref", "v0.2.0")
 
     assert updated.returncode == 0, updated.stderr
+    assert_after_update_message(project, updated.stderr, recorded["package_name"])
     assert "Run `copier update`." in (project / "README.md").read_text()
     assert "our load balancer polls this" in health.read_text()
     for path, text in mine.items():
@@ -137,6 +149,26 @@ def test_update_keeps_edits_and_secrets(
                 assert line.split("=")[-1] not in recorded
     suite = Project(project, answers).run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     assert suite.returncode == 0, suite.stdout[-4000:]
+
+
+def assert_after_update_message(project: Path, printed: str, package: str) -> None:
+    """Copier names the version, and the message's every step is there and does what it
+    says in this project."""
+    assert "Updating to template version 0.2.0" in printed
+    steps = [
+        "1. Conflicts: `git status` lists files with conflicts",
+        "`git diff --check` finds leftover markers",
+        "2. What changed: `git diff HEAD -- TEMPLATE-CHANGELOG.md` shows the template's changelog",
+        f"3. The database: `python -m {package} db upgrade` applies new migrations",
+        "4. Run the tests: `.venv/bin/pytest`.",
+    ]
+    message = " ".join(printed.split())  # the message wraps its lines
+    for step in steps:
+        assert step in message, step
+    assert "both modified" not in git(project, "status")
+    assert git(project, "diff", "--check") == ""  # exits 2 if it finds a marker
+    changes = git(project, "diff", "HEAD", "--", "TEMPLATE-CHANGELOG.md")
+    assert "".join(f"+{line}\n" for line in RELEASE_NOTE.splitlines()) in changes
 
 
 def test_update_with_a_changed_answer(releases: Path, tmp_path: Path) -> None:

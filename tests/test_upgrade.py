@@ -118,7 +118,10 @@ def test_users_and_data_survive_the_update_to_migrations(
     package = answers["package_name"]
     upgraded = Project(project, answers).run(PYTHON, "-m", package, "db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout.strip() == "Upgraded the database from nothing to 0004."
+    assert upgraded.stdout.strip() == (
+        "Adopted the tables of template 0.2.0 (no migration history: stamped 0001), then "
+        "upgraded the database from 0001 to 0004."
+    )
     current = Project(project, answers).run(PYTHON, "-m", package, "db", "current", env=env)
     assert current.stdout.strip() == "0004 (up to date)"
 

@@ -9,7 +9,7 @@ every process and instance: the counters live in the database (`ThrottleCounter`
   the same after `account_free_failures`, a far higher count. Only a pair's free failures
   count toward the account (one address adds at most `free_failures` to it), so guessing from
   one address, however long it goes on, cannot lock the real user out elsewhere: that takes
-  failures from `account_free_failures / free_failures` addresses. A day without failures
+  failures from more than `account_free_failures / free_failures` addresses. A day without failures
   forgets them; a successful login forgets its pair's (`login_succeeded`).
 - Every refusal is logged as a `throttled` security event (`events`): the scope, the wait,
   the client and the user id when the caller knows it; never the account's name.

@@ -1,8 +1,8 @@
 """The account lifecycle against each framework's real production server (uvicorn, gunicorn),
 with the default throttling: password reset by e-mail through a real SMTP server, throttling
 shared by gunicorn's worker processes, honest refresh races and replays, logout everywhere,
-password change and account deletion, and (FastAPI) a login flood that leaves the other
-requests alone.
+password change and account deletion, the cut-off and throttling across processes on
+PostgreSQL, and (FastAPI) a login flood that leaves the other requests alone.
 
 The servers trust 127.0.0.1 as their reverse proxy (`TRUSTED_PROXIES`), so each test is a
 client of its own (`X-Forwarded-For`), with its own per-client request budget, as the users
@@ -567,7 +567,54 @@ def register_as(own: httpx.Client, username: str, address: str) -> httpx.Respons
     )
 
 
-# --- 5. a login flood (FastAPI) -------------------------------------------------------------
+# --- 5. on PostgreSQL: the cut-off and throttling across processes --------------------------
+
+
+@pytest.fixture
+def postgres_server(project: Project, tmp_path: Path, postgres_schema: str) -> Iterator[Server]:
+    """The variant's strict server (`strict_settings`: two gunicorn workers) on a PostgreSQL
+    schema of its own: revocations live in each process's memory, kept current by the
+    database's notifications, and throttling counts with PostgreSQL's upserts."""
+    settings = {**strict_settings(project.framework), "DATABASE_URL": postgres_schema}
+    with start(project, tmp_path, settings) as server:
+        if server.framework == "flask":
+            assert wait_for(lambda: len(server.workers()) == 2, timeout=10), server.workers()
+        yield server
+
+
+def test_on_postgresql_every_process_applies_a_cut_off_and_the_throttle(
+    postgres_server: Server,
+) -> None:
+    """Logout everywhere answered by one worker ends the user's tokens in the other too (its
+    notification reaches every process); failed logins counted by one worker block the
+    next attempt in the other, and only from that address."""
+    server = postgres_server
+    with client(server.url, "192.0.2.50") as own:
+        username = register(own)
+        phone, laptop = login(own, username), login(own, username)
+    for index in range(2):  # each process has the tokens' user and answers for them
+        with answered_by(server, index), client(server.url, "192.0.2.50") as own:
+            assert me(own, phone) == 200
+    with answered_by(server, 0), client(server.url, "192.0.2.50") as own:
+        assert own.post("/auth/logout-all", headers=phone.bearer).status_code == 204
+    with answered_by(server, 1), client(server.url, "192.0.2.50") as own:
+        assert wait_for(lambda: me(own, laptop) == 401, timeout=5)
+        assert_ended(own, phone, laptop)
+        renewed = login(own, username)  # a new login after the cut-off works
+        assert me(own, renewed) == 200
+
+    attacker = "198.51.100.51"
+    for number in range(6):  # the sixth failure blocks this address for 2 seconds
+        with answered_by(server, number % 2), client(server.url, attacker) as own:
+            assert_refused_login(log_in(own, username, "wrong password"))
+    for index in range(2):
+        with answered_by(server, index), client(server.url, attacker) as own:
+            assert_throttled(log_in(own, username), longest=2)
+    with client(server.url, "203.0.113.52") as own:  # the user, from elsewhere
+        assert me(own, login(own, username)) == 200
+
+
+# --- 6. a login flood (FastAPI) -------------------------------------------------------------
 
 
 @dataclass(frozen=True)

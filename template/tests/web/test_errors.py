@@ -119,4 +119,6 @@ def test_options_lists_the_methods_of_the_resource(api: Api, path: str, methods:
     reply = api.request("OPTIONS", path)
     assert reply.status == 200
     assert set(reply.headers["Allow"].split(", ")) == methods
+    assert reply.text == ""
+    assert "Content-Type" not in reply.headers  # no body, so no type
     assert api.request("OPTIONS", "/no/such/path").status == 404

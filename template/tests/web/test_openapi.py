@@ -162,6 +162,21 @@ def test_cookie_mode_is_described(make_api: Callable[[Settings], Api], settings:
     assert again.status == 200
 
 
+def test_the_jwk_set_is_described_as_the_service_sends_it(api: Api, settings: Settings) -> None:
+    if is_hmac(settings.jwt_algorithm):
+        return  # no public keys, no JWK Set (test_routes_a_variant_lacks_are_not_described)
+    document = api.get("/openapi.json").body
+    answer = document["paths"]["/.well-known/jwks.json"]["get"]["responses"]["200"]
+    schema = answer["content"]["application/json"]["schema"]
+    assert schema["required"] == ["keys"]
+    item = schema["properties"]["keys"]["items"]
+    keys = api.get("/.well-known/jwks.json").body["keys"]
+    assert keys
+    for key in keys:
+        assert set(item["required"]) <= set(key)
+        assert all(isinstance(value, str) for value in key.values())
+
+
 def test_login_accepts_what_swagger_ui_sends(api: Api) -> None:
     api.register("alice")
     form = {

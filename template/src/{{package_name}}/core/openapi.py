@@ -103,6 +103,21 @@ BAD, UNAUTHORIZED, FORBIDDEN, CONFLICT, TOO_LARGE, INVALID, THROTTLED, UNAVAILAB
     503,
 )
 UNSUPPORTED = 415
+#: The JWK Set's answer: public keys, each with `kty` and the members `core.keys` always adds.
+JWK_SET: dict[str, Any] = {
+    "type": "object",
+    "required": ["keys"],
+    "properties": {
+        "keys": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kty", "kid", "alg", "use"],
+                "additionalProperties": {"type": "string"},
+            },
+        }
+    },
+}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -436,8 +451,8 @@ def _response(
     response: dict[str, Any] = {"description": HTTPStatus(status).phrase}
     if model is not None:
         response["content"] = {JSON: {"schema": {"$ref": REF.format(model=model.__name__)}}}
-    elif status == 200:  # the JWK Set: an object of keys
-        response["content"] = {JSON: {"schema": {"type": "object"}}}
+    elif status == 200:  # the JWK Set (RFC 7517 section 5)
+        response["content"] = {JSON: {"schema": JWK_SET}}
     if status in (THROTTLED, UNAVAILABLE):
         headers = {**(headers or {}), "Retry-After": "seconds"}
     if status == UNAUTHORIZED:

@@ -44,6 +44,9 @@ def create_app(settings: Settings) -> Flask:
 
     @app.after_request
     def add_headers(response: Response) -> Response:
+        if request.method == "OPTIONS" and not response.is_streamed and not response.get_data():
+            # Flask's OPTIONS answer (and a preflight's) has no body, so no type (as FastAPI's).
+            del response.headers["Content-Type"]
         page = request.path.startswith((docs.DOCS_PATH, docs.ASSETS_PATH))
         for name, value in (docs_headers if page else headers).items():
             response.headers.setdefault(name, value)

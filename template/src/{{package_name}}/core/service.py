@@ -523,7 +523,8 @@ class AuthService:
     def database_is_local(self) -> bool:
         """Whether the database is a SQLite file on this host: a read by primary key takes
         tens of microseconds and WAL mode never makes it wait for a writer, so async callers
-        read on the event loop (a thread hand-off costs more than the read)."""
+        read on the event loop (a thread hand-off costs more than the read). Such a read never
+        waits for a lock: it raises `db.WouldWait` instead, and the caller reads in a thread."""
         return self.database.engine.dialect.name == "sqlite"
 
     @property

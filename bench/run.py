@@ -522,11 +522,12 @@ def health_under_logins(app: App, binary: str, seconds: int, work: Path) -> None
     health_under_load(app, binary, seconds, "/health under logins", load)
 
 
-def health_under_users_me(app: App, binary: str, seconds: int) -> None:
-    """/health latency while four clients read /users/me without pause (one database read
-    each, `--pg-delay-ms` away)."""
-    load = ["-H", f"Authorization: Bearer {app.token}", app.url + "/users/me"]
-    health_under_load(app, binary, seconds, "/health under /users/me", load)
+def health_under_reads(app: App, binary: str, seconds: int, route: str) -> None:
+    """/health latency while four clients read `route` without pause: /users/me (one database
+    read each, `--pg-delay-ms` away), and as a control /protected (no database at all), which
+    shows what the load's CPU alone costs /health on this machine."""
+    load = ["-H", f"Authorization: Bearer {app.token}", app.url + route]
+    health_under_load(app, binary, seconds, f"/health under {route}", load)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -698,11 +699,15 @@ def targets(run: Run) -> list[str]:
                 ratio = app.results["/users/me"]["rps"] / local.results["/users/me"]["rps"]
                 target = f"{app.label}: /users/me >= 0.5 x on SQLite"
                 row(target, f"{ratio:.2f}", ratio >= 0.5)
+        idle = app.results["/health"]["p99_ms"]
         for load in ("logins", "/users/me"):
             if f"/health under {load}" in app.results:
-                busy = app.results[f"/health under {load}"]["p99_ms"]
-                ratio = busy / app.results["/health"]["p99_ms"]
-                row(f"{app.label}: /health p99 under {load} < 2 x idle", f"{ratio:.2f}", ratio < 2)
+                ratio = app.results[f"/health under {load}"]["p99_ms"] / idle
+                shown = f"{ratio:.2f}"
+                if control := app.results.get("/health under /protected"):
+                    control_ratio = control["p99_ms"] / idle
+                    shown += f" (the same load on /protected, no database: {control_ratio:.2f})"
+                row(f"{app.label}: /health p99 under {load} < 2 x idle", shown, ratio < 2)
     for database, measured in run.revocations.items():
         p99, missed = measured["p99_ms"], measured["missed"]
         text = f"p99 {p99:.1f} ms ({measured['sessions']:.0f} logouts, {missed:.0f} missed)"
@@ -841,17 +846,25 @@ def report(run: Run) -> str:
             "",
             f"## FastAPI: /health while {LOAD_CONNECTIONS} clients read /users/me ({run.proxied})",
             "",
+            "The control row runs the same load on /protected, which reads no database: what the"
+            " load's CPU alone costs /health when the load generator, the proxy, PostgreSQL and"
+            " the server share the machine's cores.",
+            "",
             "| app | /health p99 idle ms | p99 under the load ms | ratio | /health req/s"
-            " under the load | /users/me req/s meanwhile | /users/me non-2xx |",
+            " under the load | load req/s meanwhile | load non-2xx |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
     for app in loaded:
-        idle, busy = app.results["/health"], app.results["/health under /users/me"]
-        lines.append(
-            f"| {app.name} | {idle['p99_ms']:.2f} | {busy['p99_ms']:.2f}"
-            f" | {busy['p99_ms'] / idle['p99_ms']:.2f} | {busy['rps']:.0f}"
-            f" | {busy.get('load_rps', 0):.0f} | {busy['load_failed']:.0f} |"
-        )
+        idle = app.results["/health"]
+        for route in ("/users/me", "/protected"):
+            if (busy := app.results.get(f"/health under {route}")) is None:
+                continue
+            label = app.name if route == "/users/me" else f"{app.name}, control: {route}"
+            lines.append(
+                f"| {label} | {idle['p99_ms']:.2f} | {busy['p99_ms']:.2f}"
+                f" | {busy['p99_ms'] / idle['p99_ms']:.2f} | {busy['rps']:.0f}"
+                f" | {busy.get('load_rps', 0):.0f} | {busy['load_failed']:.0f} |"
+            )
     if run.revocations:
         lines += [
             "",
@@ -983,7 +996,8 @@ def main(argv: list[str]) -> int:
                     health_under_logins(app, binary, seconds, work)
                     return
                 if app.proxied and not args.smoke:
-                    health_under_users_me(app, binary, seconds)
+                    health_under_reads(app, binary, seconds, "/users/me")
+                    health_under_reads(app, binary, seconds, "/protected")
                 if app.ours:
                     step(f"Logging out across two instances ({app.database}) ...")
                     partner = partners.get(app.label)

@@ -38,6 +38,15 @@ def login(api: Api, username: str = "alice") -> dict[str, Any]:
     return tokens
 
 
+def assert_logged_out_reporting(reply: Reply, detail: str, code: str) -> None:
+    """The logout succeeded and reports why the refresh token (or the body) was refused."""
+    assert reply.status == 200
+    assert reply.body == {
+        "logged_out": True,
+        "refresh_token_error": {"detail": detail, "code": code},
+    }
+
+
 def refresh(api: Api, token: str) -> Reply:
     return api.post("/auth/refresh", json={"refresh_token": token})
 
@@ -167,14 +176,9 @@ def test_logout_with_another_users_refresh_token_still_logs_out(refreshing_api: 
         headers=bearer(alice["access_token"]),
         json={"refresh_token": bob["refresh_token"]},
     )
-    assert reply.status == 200
-    assert reply.body == {
-        "logged_out": True,
-        "refresh_token_error": {
-            "detail": "The refresh token belongs to another user.",
-            "code": "invalid_token",
-        },
-    }
+    assert_logged_out_reporting(
+        reply, "The refresh token belongs to another user.", "invalid_token"
+    )
     assert refreshing_api.get("/users/me", token=alice["access_token"]).status == 401
     assert refresh(refreshing_api, alice["refresh_token"]).status == 400
     assert refresh(refreshing_api, bob["refresh_token"]).status == 200
@@ -211,14 +215,11 @@ def test_logout_with_a_body_of_another_type_still_logs_out(
         headers["Content-Type"] = content_type
     body = json.dumps({"refresh_token": tokens.get("refresh_token", "x")}).encode()
     reply = strategy_api.post("/auth/logout", content=body, headers=headers)
-    assert reply.status == 200
-    assert reply.body == {
-        "logged_out": True,
-        "refresh_token_error": {
-            "detail": "Send the body as JSON, with Content-Type: application/json.",
-            "code": "unsupported_media_type",
-        },
-    }
+    assert_logged_out_reporting(
+        reply,
+        "Send the body as JSON, with Content-Type: application/json.",
+        "unsupported_media_type",
+    )
     assert strategy_api.get("/users/me", token=tokens["access_token"]).status == 401
     if "refresh_token" in tokens:  # the bearer token's login was its login too
         assert refresh(strategy_api, tokens["refresh_token"]).status == 400

@@ -19,14 +19,6 @@ from variants import FRAMEWORKS, STRATEGIES
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'live.db'}"
-    url: str = request.getfixturevalue("postgres_schema")
-    return url
-
-
 @pytest.fixture(
     params=[(f, s) for f in FRAMEWORKS for s in STRATEGIES], ids=lambda p: f"{p[0]}-EdDSA-{p[1]}"
 )

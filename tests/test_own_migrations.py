@@ -81,14 +81,6 @@ def run(project: Project, command: str, database_url: str) -> str:
     return done.stdout
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'own.db'}"
-    url: str = request.getfixturevalue("postgres_schema")
-    return url
-
-
 def test_own_tables_made_as_the_readme_says(
     render: Render,
     suite_runner: SuiteRunner,

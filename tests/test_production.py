@@ -252,14 +252,6 @@ def test_slow_clients_do_not_stop_the_service(live_server: StartLiveServer, fram
     assert max(latency for latency in latencies if latency is not None) < 1.0, latencies
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'live.db'}"
-    url: str = request.getfixturevalue("postgres_schema")
-    return url
-
-
 @pytest.fixture(params=FRAMEWORKS)
 def server(
     request: pytest.FixtureRequest, render: Render, tmp_path: Path, database_url: str

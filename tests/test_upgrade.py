@@ -56,14 +56,6 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'kept.db'}"
-    url: str = request.getfixturevalue("postgres_schema")
-    return url
-
-
 def serve(project: Path, answers: dict[str, Any], database_url: str) -> AbstractContextManager[str]:
     """The project's server in development, on `database_url`, with cheap hashing."""
     env = {

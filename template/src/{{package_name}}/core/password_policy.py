@@ -19,7 +19,7 @@ import threading
 
 import zxcvbn
 
-from .errors import WeakPassword
+from .errors import ServiceUnavailable, WeakPassword
 from .passwords import normalise
 
 #: How many characters zxcvbn scores, from the start of the password (module docstring).
@@ -34,6 +34,13 @@ MIN_NAME_CHARS = 3
 #: zxcvbn keeps each call's `user_inputs` in a module-level dictionary that every call shares,
 #: so two checks at once could each score against the other's names: one at a time.
 _zxcvbn_lock = threading.Lock()
+
+#: How long a check waits for its turn. Checks take tens of milliseconds at most, so a longer
+#: wait means a crowd: the request is refused (503) rather than holding a worker thread, which
+#: the service's database reads need too.
+ZXCVBN_WAIT_SECONDS = 1.0
+
+BUSY = "Too many passwords are being checked at once; try again in a second."
 
 
 class PasswordPolicy:
@@ -61,8 +68,12 @@ class PasswordPolicy:
         if self.min_strength == 0:
             return
         user_inputs = [name for name in (username, email, local_part) if name]
-        with _zxcvbn_lock:
+        if not _zxcvbn_lock.acquire(timeout=ZXCVBN_WAIT_SECONDS):
+            raise ServiceUnavailable(BUSY, retry_after=1)
+        try:
             result = zxcvbn.zxcvbn(password[:ZXCVBN_MAX_CHARS], user_inputs=user_inputs)
+        finally:
+            _zxcvbn_lock.release()
         if result["score"] < self.min_strength:
             feedback = result["feedback"]
             raise WeakPassword(_too_easy(feedback["warning"], feedback["suggestions"]))

@@ -129,7 +129,7 @@ def _failed(what: str) -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        reason = (str(exc.orig or exc).strip().splitlines() or [type(exc.orig).__name__])[0]
         raise SchemaError(
             f"DATABASE_URL: {what} failed: the database refused it ({reason}); fix that, then "
             f"run the command again (`python -m {PACKAGE} db current` says where it stands)"

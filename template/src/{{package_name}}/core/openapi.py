@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -58,6 +58,10 @@ class StatusOut(BaseModel):
     status: str
 
 
+#: What a route does with the refresh-token cookie (`Route.cookie`); "" for nothing.
+CookieUse = Literal["", "set", "read+set", "clear"]
+
+
 @dataclass(frozen=True)
 class Features:
     """What a running service offers: routes it does not offer are not described."""
@@ -86,9 +90,9 @@ class Route:
     headers: dict[int, dict[str, str]] = field(default_factory=dict)
     #: Whether a non-empty body of another type than the route takes is answered 415.
     refuses_other_types: bool = True
-    #: In cookie mode: the route reads the refresh-token cookie ("read"), sets it ("set"),
-    #: does both ("read+set") or deletes it ("clear"), for requests with `X-Requested-With`.
-    cookie: str = ""
+    #: In cookie mode: the route sets the refresh-token cookie ("set"), reads and sets it
+    #: ("read+set") or reads and deletes it ("clear"), for requests with `X-Requested-With`.
+    cookie: CookieUse = ""
 
 
 #: A request the client could have sent better: 400 (e.g. two `Authorization` headers).
@@ -409,7 +413,7 @@ def _operation(route: Route, cookie: str | None) -> dict[str, Any]:
     return operation
 
 
-def _describe_cookie(operation: dict[str, Any], use: str, name: str) -> None:
+def _describe_cookie(operation: dict[str, Any], use: CookieUse, name: str) -> None:
     """Cookie mode (`cookies`): the header that asks for it, the cookie a route reads, and the
     `Set-Cookie` of its successful answers."""
     parameters = operation.setdefault("parameters", [])
@@ -424,7 +428,7 @@ def _describe_cookie(operation: dict[str, Any], use: str, name: str) -> None:
             "read only from requests with this header.",
         }
     )
-    if use in ("read", "read+set", "clear"):
+    if use in ("read+set", "clear"):
         parameters.append(
             {
                 "name": name,

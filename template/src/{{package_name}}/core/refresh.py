@@ -105,6 +105,16 @@ class Sessions:
         """Whether `is_revoked` answers from memory now (no database round trip)."""
         return self.revocations is not None and self.revocations.known
 
+    def revoked_in_memory(self, claims: Claims) -> bool | None:
+        """Whether the live set in memory covers an access token (its claims); None when the
+        set is not known now, so the database must be asked. One look at `known`: a caller
+        that must not wait on the network (the event loop) acts on this answer, not on a
+        second look that the listener may have changed meanwhile."""
+        revocations = self.revocations
+        if revocations is None or not revocations.known:
+            return None
+        return revocations.covers(claims)
+
     def start(self, user: User) -> Tokens:
         """Begin a session at login (after the user's last cut-off second, `wait_past_cutoff`);
         the access token carries the user's claims (`claims.token_claims`)."""
@@ -197,14 +207,16 @@ class Sessions:
         """Whether an access token (its claims) is revoked: the token, its session, or every
         token of its user up to its `iat`. From memory when the set is known to be complete,
         else one primary-key read."""
-        if self.revocations is not None and self.revocations.known:
-            return self.revocations.covers(claims)
+        revoked = self.revoked_in_memory(claims)
+        if revoked is not None:
+            return revoked
         return self._revoked.first(revocation_parameters(claims)) is not None
 
     async def is_revoked_async(self, claims: Claims) -> bool:
         """`is_revoked` on the event loop (`Database.open_async_reads`)."""
-        if self.revocations is not None and self.revocations.known:
-            return self.revocations.covers(claims)
+        revoked = self.revoked_in_memory(claims)
+        if revoked is not None:
+            return revoked
         return await self._revoked.first_async(revocation_parameters(claims)) is not None
 
     def _check_standing(self, claims: RefreshClaims) -> User:

@@ -6,19 +6,29 @@ PostgreSQL notification (`NOTIFY`) that every process listens to; the process th
 applies it at once. A listener that (re)connects first listens, then reads every revocation
 that can still matter, so nothing sent meanwhile is missed.
 
-It fails closed: while a process is not sure its set is complete (not yet loaded, listener
-down, or its connection not heard from for `STALE_SECONDS`: a stalled connection delivers
-nothing, and says nothing either), `Revocations.known` is False and the caller reads the
-database per request instead (and answers 503 if that fails too). An entry is kept only as long as an access token it covers can
-live: `revoked_at + ACCESS_TOKEN_MINUTES + JWT_LEEWAY_SECONDS` (refresh tokens are always
-checked against the database), so the set holds about the revocations of the last few
-minutes, not of the last weeks.
+It fails closed: while a process is not sure its set is complete, `Revocations.known` is False
+and the caller reads the database per request instead (and answers 503 if that fails too). Sure
+means: loaded, and the listener's own ping came back through PostgreSQL's notification queue
+within `STALE_SECONDS`. The listener sends the ping (`pg_notify` on a channel only it listens
+to) every `POLL_SECONDS`; PostgreSQL delivers notifications in commit order, so a ping that
+came back proves every revocation committed before it was sent has arrived. A stalled
+connection delivers nothing and says nothing either; a connection pooler in transaction mode
+(PgBouncer's default) accepts `LISTEN` but never delivers: in both cases the pings stop coming
+back and the process reads the database per request, instead of trusting a set that silently
+stopped changing.
+
+An entry is kept only as long as an access token it covers can live: `revoked_at +
+ACCESS_TOKEN_MINUTES + JWT_LEEWAY_SECONDS` (refresh tokens are always checked against the
+database), so the set holds about the revocations of the last few minutes, not of the last
+weeks.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -38,9 +48,9 @@ log = logging.getLogger(__name__)
 CHANNEL = "revocations"
 #: The listener connection's name, as `pg_stat_activity` shows it (with the process id after).
 APPLICATION_NAME = "revocation-listener"
-#: How long the listener waits for notifications before pruning and checking its connection.
+#: How often the listener pings itself through the notification queue (and prunes the set).
 POLL_SECONDS = 0.2
-#: A set whose listener has not confirmed its connection for this long is not trusted.
+#: A set whose listener's last ping came back longer ago than this is not trusted.
 STALE_SECONDS = 1.0
 
 
@@ -48,24 +58,30 @@ class Revocations:
     """The live revocations by id (`jti`, session id, or `user:<id>`), with the time each may be
     forgotten; a user's entry also keeps the last second it cuts off (`db.user_key`)."""
 
-    def __init__(self, window_seconds: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        window_seconds: int,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         #: How long after its revocation an entry can still cover an access token.
         self.window_seconds = window_seconds
         self._clock = clock
+        self._monotonic = monotonic
         self._until: dict[str, float] = {}
         self._cutoffs: dict[str, float] = {}
         self._lock = threading.Lock()
         self._loaded = False
-        self._confirmed = 0.0  # time.monotonic() of the listener's last sign of life
+        self._confirmed = -math.inf  # `monotonic` when the listener's last ping came back
 
     @property
     def known(self) -> bool:
         """Whether the set holds every live revocation now (else: read the database)."""
-        return self._loaded and time.monotonic() - self._confirmed < STALE_SECONDS
+        return self._loaded and self._monotonic() - self._confirmed < STALE_SECONDS
 
     def confirm(self) -> None:
-        """The listener's connection answered: every notification sent before has arrived."""
-        self._confirmed = time.monotonic()
+        """The listener's ping came back: every notification sent before it has arrived."""
+        self._confirmed = self._monotonic()
 
     def forget(self) -> None:
         """The listener lost its connection: stop trusting the set until it is loaded again."""
@@ -94,14 +110,15 @@ class Revocations:
         return self._cutoffs.get(key)
 
     def replace(self, entries: list[tuple[str, float, float | None]]) -> None:
-        """Start again from a full read of the table (the listener just connected)."""
+        """Start again from a full read of the table (the listener just connected and listens):
+        trusted once this connection's first ping comes back (`confirm`)."""
         fresh = Revocations(self.window_seconds, self._clock)
         for key, expires_at, revoked_at in entries:
             fresh.add(key, expires_at, revoked_at)
         with self._lock:
             self._until, self._cutoffs = fresh._until, fresh._cutoffs
+            self._confirmed = -math.inf
             self._loaded = True
-        self.confirm()
 
     def prune(self) -> None:
         """Forget what no token can need any more (leeway included in `window_seconds`)."""
@@ -173,24 +190,29 @@ class Listener:
             delay = min(delay * 2, 5.0)
 
     def _listen(self, connection: Any) -> None:
+        # The pings' channel: this connection's alone, so no other process hears them.
+        pings = f"{CHANNEL}_{os.getpid()}_{secrets.token_hex(4)}"
         connection.execute(f"LISTEN {CHANNEL}")
+        connection.execute(f"LISTEN {pings}")
         watchdog = self._database.watchdog
         with watchdog.operation():
             watchdog.uses(connection)
             self._revocations.replace(self._live_rows(connection))
+        sent = 0
         while not self._stopped.is_set():
-            # Notifications that arrived during a query wait in psycopg's backlog: none lost.
-            for notification in connection.notifies(timeout=POLL_SECONDS, stop_after=100):
-                entry = parse(notification.payload)
-                if entry is not None:
-                    self._revocations.add(*entry)
-            self._revocations.prune()
-            # A round trip: notifications sent before it have arrived, and a stalled
-            # connection is cut by the watchdog instead of hanging here.
+            # A stalled connection is cut by the watchdog instead of hanging here.
+            sent += 1
             with watchdog.operation():
                 watchdog.uses(connection)
-                connection.execute("SELECT 1")
-            self._revocations.confirm()
+                connection.execute("SELECT pg_notify(%s, %s)", (pings, str(sent)))
+            # Notifications that arrived during a query wait in psycopg's backlog: none lost.
+            for notification in connection.notifies(timeout=POLL_SECONDS, stop_after=100):
+                if notification.channel != pings:
+                    if (entry := parse(notification.payload)) is not None:
+                        self._revocations.add(*entry)
+                elif notification.payload == str(sent):  # a late one proves less: not trusted
+                    self._revocations.confirm()
+            self._revocations.prune()
 
     def _live_rows(self, connection: Any) -> list[tuple[str, float, float | None]]:
         """Every revocation that may still cover an access token, read on the listener's own

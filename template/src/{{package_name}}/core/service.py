@@ -534,11 +534,15 @@ class AuthService:
         psycopg's async driver reaches, and the app's event loop opened `Database.async_reads`."""
         return self.database.async_reads is not None
 
-    @property
-    def revocation_check_is_local(self) -> bool:
-        """Whether `check_not_revoked` waits on no network now: the revocations are in memory,
-        or the database is local."""
-        return self.revocations_in_memory or self.database_is_local
+    def checked_in_memory(self, claims: Claims) -> Claims | None:
+        """`check_not_revoked` from the live set in memory, with no I/O: `claims` if it does
+        not cover them (`RevokedToken` if it does), or None if the set is not known now (then
+        ask the database, on the loop only through `check_not_revoked_async`)."""
+        with _refusals_logged():
+            revoked = self.sessions.revoked_in_memory(claims)
+            if revoked:
+                raise RevokedToken()
+        return None if revoked is None else claims
 
     def check_not_revoked(self, claims: Claims) -> Claims:
         """Return `claims` if neither the token nor its login is revoked: from memory, or one
@@ -574,12 +578,11 @@ class AuthService:
 
     def _revocation_checked_in_memory(self, claims: Claims) -> bool:
         """Raise `RevokedToken` if the live set in memory covers `claims`; False if the set is
-        not known, so the database must be asked."""
-        if not self.sessions.revocations_known:
-            return False
-        if self.sessions.is_revoked(claims):
+        not known, so the database must be asked (in the same read as the user)."""
+        revoked = self.sessions.revoked_in_memory(claims)
+        if revoked:
             raise RevokedToken()
-        return True
+        return revoked is not None
 
     def ready(self) -> dict[str, str]:
         """Readiness: the database answers and has the code's schema; raise

@@ -56,7 +56,9 @@ class _AccessClaims(_Bearer):
         """The claims of the caller's valid, unrevoked access token (`sub` is the user id)."""
         auth: AuthService = request.app.state.auth
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
-        if auth.revocation_check_is_local:  # PostgreSQL's live set, or a SQLite file
+        if (checked := auth.checked_in_memory(claims)) is not None:  # PostgreSQL's live set
+            return checked
+        if auth.database_is_local:
             with contextlib.suppress(WouldWait):  # the file is locked: wait in a thread
                 return auth.check_not_revoked(claims)
         if auth.reads_async:

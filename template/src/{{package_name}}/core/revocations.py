@@ -155,6 +155,7 @@ class Listener:
         self._revocations = revocations
         self._conninfo = conninfo
         self._stopped = threading.Event()
+        self._heard = False  # a ping came back on the current connection
         self._thread = threading.Thread(target=self._run, name="revocation-listener", daemon=True)
 
     def start(self) -> Listener:
@@ -171,8 +172,9 @@ class Listener:
     def _run(self) -> None:
         import psycopg  # PostgreSQL only: imported where it is needed
 
-        delay = 0.1
+        delay = 0.05
         while not self._stopped.is_set():
+            self._heard = False
             try:
                 with psycopg.connect(
                     self._conninfo,
@@ -181,13 +183,13 @@ class Listener:
                     connect_timeout=max(1, int(self._database.limits.connect_seconds)),
                 ) as connection:
                     self._listen(connection)
-                    delay = 0.1
             except (psycopg.Error, OSError) as exc:
                 if self._revocations.known:
                     log.warning("Revocation listener lost its connection: %s", exc)
             self._revocations.forget()
+            # A connection whose pings came back worked: this outage starts the backoff again.
+            delay = 0.1 if self._heard else min(delay * 2, 5.0)
             self._stopped.wait(delay)
-            delay = min(delay * 2, 5.0)
 
     def _listen(self, connection: Any) -> None:
         # The pings' channel: this connection's alone, so no other process hears them.
@@ -212,6 +214,7 @@ class Listener:
                         self._revocations.add(*entry)
                 elif notification.payload == str(sent):  # a late one proves less: not trusted
                     self._revocations.confirm()
+                    self._heard = True
             self._revocations.prune()
 
     def _live_rows(self, connection: Any) -> list[tuple[str, float, float | None]]:

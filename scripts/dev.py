@@ -42,22 +42,29 @@ def ensure_environment() -> None:
 
 #: The browser the browser tests drive (Debian's package; Playwright's own download is not used).
 CHROMIUM = "/usr/bin/chromium"
+#: The connection pooler tests/test_pooler.py puts between a service and PostgreSQL.
+PGBOUNCER = "/usr/sbin/pgbouncer"
+#: Debian's packages the tests drive, by the file each one installs.
+SYSTEM_PACKAGES = {CHROMIUM: "chromium", PGBOUNCER: "pgbouncer"}
 
 
-def ensure_browser() -> None:
-    """Install Debian's Chromium for tests/test_browser.py when it is missing and this machine
-    can (root, apt-get). Elsewhere those tests skip with the reason (and fail under CI)."""
-    if os.path.exists(CHROMIUM) or shutil.which("apt-get") is None or os.geteuid() != 0:
+def ensure_system_packages() -> None:
+    """Install the Debian packages of SYSTEM_PACKAGES that are missing, when this machine can
+    (root, apt-get). Elsewhere the tests that need them skip with the reason (and fail under
+    CI)."""
+    missing = [name for path, name in SYSTEM_PACKAGES.items() if not os.path.exists(path)]
+    if not missing or shutil.which("apt-get") is None or os.geteuid() != 0:
         return
-    print("Installing Chromium (Debian's package) for the browser tests ...", flush=True)
+    print(f"Installing {', '.join(missing)} (Debian's packages) for the tests ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    install = ["apt-get", "install", "-y", "-q", *missing]
     result = subprocess.run(install, env=env, capture_output=True, text=True)
     if result.returncode != 0:  # stale package lists: read them again, once
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
         result = subprocess.run(install, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        print("Could not install Chromium; the browser tests will say why.", result.stderr[-2000:])
+        print(f"Could not install {', '.join(missing)}; the tests that need them will say why.")
+        print(result.stderr[-2000:])
 
 
 def main(argv: list[str]) -> int:
@@ -67,7 +74,7 @@ def main(argv: list[str]) -> int:
         return 2
     ensure_environment()
     if argv[0] == "test":
-        ensure_browser()
+        ensure_system_packages()
         # One xdist worker more than cores, unless the caller chose (`-n 0` runs serially):
         # live-server tests wait on their servers, and the extra worker fills those gaps
         # (measured on 2 cores: `-m matrix` 3:16-3:38 with 3 workers, 4:18 with 2).

@@ -8,14 +8,16 @@ that can still matter, so nothing sent meanwhile is missed.
 
 It fails closed: while a process is not sure its set is complete, `Revocations.known` is False
 and the caller reads the database per request instead (and answers 503 if that fails too). Sure
-means: loaded, and the listener's own ping came back through PostgreSQL's notification queue
-within `STALE_SECONDS`. The listener sends the ping (`pg_notify` on a channel only it listens
-to) every `POLL_SECONDS`; PostgreSQL delivers notifications in commit order, so a ping that
-came back proves every revocation committed before it was sent has arrived. A stalled
-connection delivers nothing and says nothing either; a connection pooler in transaction mode
-(PgBouncer's default) accepts `LISTEN` but never delivers: in both cases the pings stop coming
-back and the process reads the database per request, instead of trusting a set that silently
-stopped changing.
+means: loaded, and the listener's own ping, sent less than `STALE_SECONDS` ago, came back
+through PostgreSQL's notification queue. The listener sends the ping (`pg_notify` on a channel
+only it listens to) every `POLL_SECONDS`; PostgreSQL delivers notifications in commit order, so
+a ping that came back proves every revocation committed before it was sent has arrived. A
+stalled connection delivers nothing and says nothing either: its pings stop coming back, and
+within `STALE_SECONDS` the process reads the database per request. Behind a connection pooler
+(PgBouncer), a notification reaches the listener only while the pooler happens to lend it the
+server connection that listens, so pings can come back while revocations are lost: the listener
+recognises a pooler (the process id the connection was told at its start is the pooler's) and
+never trusts its set there. `DATABASE_LISTEN_URL` gives it a direct connection instead.
 
 An entry is kept only as long as an access token it covers can live: `revoked_at +
 ACCESS_TOKEN_MINUTES + JWT_LEEWAY_SECONDS` (refresh tokens are always checked against the
@@ -50,8 +52,10 @@ CHANNEL = "revocations"
 APPLICATION_NAME = "revocation-listener"
 #: How often the listener pings itself through the notification queue (and prunes the set).
 POLL_SECONDS = 0.2
-#: A set whose listener's last ping came back longer ago than this is not trusted.
+#: A set whose listener's last returned ping was sent longer ago than this is not trusted.
 STALE_SECONDS = 1.0
+#: A listener connection that worked this long starts the reconnect backoff again when lost.
+RESET_BACKOFF_SECONDS = 10.0
 
 
 class Revocations:
@@ -79,9 +83,10 @@ class Revocations:
         """Whether the set holds every live revocation now (else: read the database)."""
         return self._loaded and self._monotonic() - self._confirmed < STALE_SECONDS
 
-    def confirm(self) -> None:
-        """The listener's ping came back: every notification sent before it has arrived."""
-        self._confirmed = self._monotonic()
+    def confirm(self, sent_at: float | None = None) -> None:
+        """The listener's ping, sent at `sent_at` (`monotonic`; default now), came back: every
+        notification committed before then has arrived."""
+        self._confirmed = self._monotonic() if sent_at is None else sent_at
 
     def forget(self) -> None:
         """The listener lost its connection: stop trusting the set until it is loaded again."""
@@ -164,7 +169,8 @@ class Listener:
         return self
 
     def stop(self) -> None:
-        """Stop listening (the set stops being known); the thread ends within `POLL_SECONDS`."""
+        """Stop listening (the set stops being known); the thread ends within `POLL_SECONDS`,
+        or within the database's operation deadline if a query is under way."""
         self._stopped.set()
         self._revocations.forget()
         self._thread.join(timeout=POLL_SECONDS + 1)
@@ -172,38 +178,50 @@ class Listener:
     def _run(self) -> None:
         import psycopg  # PostgreSQL only: imported where it is needed
 
-        delay = 0.05
+        limits = self._database.limits
+        options = {
+            "connect_timeout": max(1, int(limits.connect_seconds)),
+            **self._database.connect_options,  # the pool's: TCP timeouts and keepalives too
+            "autocommit": True,
+            "application_name": f"{APPLICATION_NAME} {os.getpid()}",
+        }
+        delay = 0.1
         while not self._stopped.is_set():
             self._heard = False
+            connected = time.monotonic()
             try:
-                with psycopg.connect(
-                    self._conninfo,
-                    autocommit=True,
-                    application_name=f"{APPLICATION_NAME} {os.getpid()}",
-                    connect_timeout=max(1, int(self._database.limits.connect_seconds)),
-                ) as connection:
-                    self._listen(connection)
+                with psycopg.connect(self._conninfo, **options) as connection:
+                    if self._listen(connection) == POOLED:
+                        log.warning(POOLED_WARNING)
+                        return  # the set is never known: every request reads the database
             except (psycopg.Error, OSError) as exc:
-                if self._revocations.known:
+                if self._heard:
                     log.warning("Revocation listener lost its connection: %s", exc)
             self._revocations.forget()
-            # A connection whose pings came back worked: this outage starts the backoff again.
-            delay = 0.1 if self._heard else min(delay * 2, 5.0)
+            # An outage after a connection that worked a while starts the backoff again; one
+            # that keeps dropping soon after connecting is retried less and less often.
+            if self._heard and time.monotonic() - connected > RESET_BACKOFF_SECONDS:
+                delay = 0.1
             self._stopped.wait(delay)
+            delay = min(delay * 2, 5.0)
 
-    def _listen(self, connection: Any) -> None:
+    def _listen(self, connection: Any) -> str | None:
+        """Keep the set current from `connection` until stopped or an error; POOLED at once if
+        the connection goes through a pooler."""
         # The pings' channel: this connection's alone, so no other process hears them.
         pings = f"{CHANNEL}_{os.getpid()}_{secrets.token_hex(4)}"
-        connection.execute(f"LISTEN {CHANNEL}")
-        connection.execute(f"LISTEN {pings}")
         watchdog = self._database.watchdog
-        with watchdog.operation():
+        with watchdog.operation():  # a stalled connection is cut instead of hanging here
             watchdog.uses(connection)
+            if _pooled(connection):
+                return POOLED
+            connection.execute(f"LISTEN {CHANNEL}")
+            connection.execute(f"LISTEN {pings}")
             self._revocations.replace(self._live_rows(connection))
-        sent = 0
+        listening, sent, warned = time.monotonic(), 0, False
         while not self._stopped.is_set():
-            # A stalled connection is cut by the watchdog instead of hanging here.
             sent += 1
+            sent_at = time.monotonic()
             with watchdog.operation():
                 watchdog.uses(connection)
                 connection.execute("SELECT pg_notify(%s, %s)", (pings, str(sent)))
@@ -213,9 +231,16 @@ class Listener:
                     if (entry := parse(notification.payload)) is not None:
                         self._revocations.add(*entry)
                 elif notification.payload == str(sent):  # a late one proves less: not trusted
-                    self._revocations.confirm()
+                    self._revocations.confirm(sent_at)
                     self._heard = True
+            if not (self._heard or warned) and time.monotonic() - listening > STALE_SECONDS:
+                log.warning(
+                    "Revocation listener: its own notifications do not come back;"
+                    " revocations are read from the database per request."
+                )
+                warned = True
             self._revocations.prune()
+        return None
 
     def _live_rows(self, connection: Any) -> list[tuple[str, float, float | None]]:
         """Every revocation that may still cover an access token, read on the listener's own
@@ -231,3 +256,19 @@ class Listener:
         sql = str(query.compile(dialect=dialect))
         parameters = {"now": now, "since": now - int(self._revocations.window_seconds)}
         return [tuple(row) for row in connection.execute(sql, parameters)]
+
+
+POOLED = "pooled"
+POOLED_WARNING = (
+    "Revocation listener: its connection goes through a connection pooler, which delivers a"
+    " notification only while it happens to lend this client the server connection that"
+    " listens. Revocations are read from the database per request instead of kept in memory;"
+    " set DATABASE_LISTEN_URL to a direct connection to PostgreSQL to keep them in memory."
+)
+
+
+def _pooled(connection: Any) -> bool:
+    """Whether `connection` goes through a pooler (PgBouncer, in any mode): the process id
+    the connection was told at its start is the pooler's own, not the server process's."""
+    row = connection.execute("SELECT pg_backend_pid()").fetchone()
+    return row is None or row[0] != connection.info.backend_pid

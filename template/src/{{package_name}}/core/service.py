@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import delete
+from sqlalchemy.engine import make_url
 
 from ..settings import Settings
 from . import openapi, schema
@@ -166,7 +167,7 @@ class AuthService:
             settings.refresh_strategy,
             database,
             tokens,
-            _live_revocations(database, policy),
+            _live_revocations(database, policy, settings.database_listen_url),
             reuse_grace_seconds=settings.refresh_reuse_grace_seconds,
         )
         resets = PasswordResets(
@@ -534,7 +535,7 @@ class AuthService:
         psycopg's async driver reaches, and the app's event loop opened `Database.async_reads`."""
         return self.database.async_reads is not None
 
-    def checked_in_memory(self, claims: Claims) -> Claims | None:
+    def check_not_revoked_in_memory(self, claims: Claims) -> Claims | None:
         """`check_not_revoked` from the live set in memory, with no I/O: `claims` if it does
         not cover them (`RevokedToken` if it does), or None if the set is not known now (then
         ask the database, on the loop only through `check_not_revoked_async`)."""
@@ -565,24 +566,16 @@ class AuthService:
 
     def user_of(self, claims: Claims) -> UserOut:
         """The user of verified `claims`, if neither token nor login is revoked: one read
-        (the revocations from memory, or in the same read)."""
+        (the revocations from memory, or, while the set is not known, in the same read)."""
+        checked = self.check_not_revoked_in_memory(claims) is not None
         with _refusals_logged():
-            checked = self._revocation_checked_in_memory(claims)
             return _user_out(self.users.by_subject(claims, check_revoked=not checked))
 
     async def user_of_async(self, claims: Claims) -> UserOut:
         """`user_of` on the event loop (see `reads_async`)."""
+        checked = self.check_not_revoked_in_memory(claims) is not None
         with _refusals_logged():
-            checked = self._revocation_checked_in_memory(claims)
             return _user_out(await self.users.by_subject_async(claims, check_revoked=not checked))
-
-    def _revocation_checked_in_memory(self, claims: Claims) -> bool:
-        """Raise `RevokedToken` if the live set in memory covers `claims`; False if the set is
-        not known, so the database must be asked (in the same read as the user)."""
-        revoked = self.sessions.revoked_in_memory(claims)
-        if revoked:
-            raise RevokedToken()
-        return revoked is not None
 
     def ready(self) -> dict[str, str]:
         """Readiness: the database answers and has the code's schema; raise
@@ -611,13 +604,18 @@ def database_of(settings: Settings) -> Database:
     )
 
 
-def _live_revocations(database: Database, policy: TokenPolicy) -> Revocations | None:
-    """On PostgreSQL, the live revocations in memory, kept current by a listener thread."""
+def _live_revocations(
+    database: Database, policy: TokenPolicy, listen_url: str | None = None
+) -> Revocations | None:
+    """On PostgreSQL, the live revocations in memory, kept current by a listener thread on a
+    connection of its own: to `listen_url` if given (a direct one, when the database's URL
+    goes through a pooler), else to the database's server."""
     if database.engine.dialect.name != "postgresql":
         return None
     window = policy.access_lifetime_seconds + policy.leeway_seconds
     revocations = Revocations(window)
-    conninfo = database.engine.url.set(drivername="postgresql")
+    url = database.engine.url if listen_url is None else make_url(listen_url)
+    conninfo = url.set(drivername="postgresql")
     listener = Listener(database, revocations, conninfo.render_as_string(hide_password=False))
     database.on_dispose.append(listener.start().stop)
     return revocations

@@ -56,7 +56,8 @@ class _AccessClaims(_Bearer):
         """The claims of the caller's valid, unrevoked access token (`sub` is the user id)."""
         auth: AuthService = request.app.state.auth
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
-        if (checked := auth.checked_in_memory(claims)) is not None:  # PostgreSQL's live set
+        checked = auth.check_not_revoked_in_memory(claims)  # PostgreSQL's live set, if known
+        if checked is not None:
             return checked
         if auth.database_is_local:
             with contextlib.suppress(WouldWait):  # the file is locked: wait in a thread

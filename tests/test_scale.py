@@ -29,7 +29,8 @@ PASSWORD = "correct horse battery"
 #: Generous for a loaded 2-core machine; the benchmark measures the real delay (p99).
 PROPAGATION_SECONDS = 2.0
 #: How long an instance may trust its set while its listener's connection is silent (the
-#: rendered README: "its connection silent for a second"), and a margin for a loaded machine.
+#: rendered README: "at most that second", core/revocations.py's STALE_SECONDS), and a margin
+#: for a loaded machine.
 SILENT_SECONDS, SILENT_MARGIN_SECONDS = 1.0, 0.5
 #: How long the outage lasts while the instance cut off is asked, again and again.
 OUTAGE_SECONDS = 2.0

@@ -58,7 +58,8 @@ def test_benchmark_smoke_run_writes_the_report(tmp_path: Path) -> None:
     assert all(int(rate) > 0 for _, rate in rows)
     # Every logout on one instance refused by the other within the 2 s bound.
     revocation = re.search(
-        r"^\| PostgreSQL, 1 ms away \| (\d+) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| (\d+) \|",
+        r"^\| ours fastapi \| PostgreSQL, 1 ms away \| (\d+) \| [\d.]+ \| [\d.]+ \| [\d.]+"
+        r" \| (\d+) \|",
         report,
         re.M,
     )

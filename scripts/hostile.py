@@ -115,8 +115,9 @@ def _hold(
             for sock in list(live):
                 if _send_line(sock, line):
                     state.headers_sent += 1
-                else:
+                else:  # an answer that arrived since the last look is still there to read
                     live.remove(sock)
+                    _read_answer(sock, state)
                     state.closed_by_server += 1
     finally:
         for sock in sockets:
@@ -142,19 +143,24 @@ def _closed_or_answered(live: list[socket.socket], state: SlowClients) -> list[s
     closed = []
     for fd, _ in poller.poll(0):
         sock = by_fd[fd]
-        try:
-            data = sock.recv(BLOCK, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            continue
-        except OSError:
-            data = b""
-        match = _STATUS.match(data)
-        if match:
-            state.statuses.append(int(match.group(1)))
-        if not data:
+        if _read_answer(sock, state) == b"":
             closed.append(sock)
             state.closed_by_server += 1
     return closed
+
+
+def _read_answer(sock: socket.socket, state: SlowClients) -> bytes | None:
+    """What has arrived on `sock`, without waiting (None: nothing yet), recording an answer's
+    status; b"" once the server closed or reset the connection."""
+    try:
+        data = sock.recv(BLOCK, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+    if match := _STATUS.match(data):
+        state.statuses.append(int(match.group(1)))
+    return data
 
 
 def probe_latencies(

@@ -739,9 +739,11 @@ def test_a_login_flood_leaves_refresh_and_protected_routes_alone(
     # Of the 40 at once, those beyond the 1 + 4 places were refused rather than queued...
     first_refused = sum(flooder[0].status == 503 for flooder in floods)
     assert first_refused >= FLOODERS // 2, first_refused
-    # ...and at once: faster than one password check on the idle server. (Not counting each
+    # ...and at once: not after a wait in the hashing queue, as the logins served in the flood
+    # (a refusal still waits its turn on the busy event loop, with 40 clients at it: on a slow
+    # machine that alone can exceed one password check on the idle server). Not counting each
     # flooder's first answer: 40 requests at once on new connections also wait for the one
-    # event loop to read them all.)
+    # event loop to read them all.
     later_refused = [a.seconds for flooder in floods for a in flooder[1:] if a.status == 503]
     median = statistics.median
     idle_refresh, idle_me = median(r for r, _ in idle), median(m for _, m in idle)
@@ -757,7 +759,7 @@ def test_a_login_flood_leaves_refresh_and_protected_routes_alone(
     )
     print(report)
     assert len(later_refused) >= 10, report
-    assert median(later_refused) < median(idle_logins), report
+    assert median(later_refused) < median(served) / 2, report
     # Refreshes and reads wait not much at all, and not in the hashing queue.
     assert busy_refresh < SLOWDOWN * idle_refresh, report
     assert busy_me < SLOWDOWN * idle_me, report

@@ -191,7 +191,7 @@ class Listener:
             connected = time.monotonic()
             try:
                 with psycopg.connect(self._conninfo, **options) as connection:
-                    if self._listen(connection) == POOLED:
+                    if not self._listen(connection):
                         log.warning(POOLED_WARNING)
                         return  # the set is never known: every request reads the database
             except (psycopg.Error, OSError) as exc:
@@ -205,16 +205,16 @@ class Listener:
             self._stopped.wait(delay)
             delay = min(delay * 2, 5.0)
 
-    def _listen(self, connection: Any) -> str | None:
-        """Keep the set current from `connection` until stopped or an error; POOLED at once if
-        the connection goes through a pooler."""
+    def _listen(self, connection: Any) -> bool:
+        """Keep the set current from `connection` until stopped (True) or an error; False at
+        once if the connection goes through a pooler."""
         # The pings' channel: this connection's alone, so no other process hears them.
         pings = f"{CHANNEL}_{os.getpid()}_{secrets.token_hex(4)}"
         watchdog = self._database.watchdog
         with watchdog.operation():  # a stalled connection is cut instead of hanging here
             watchdog.uses(connection)
             if _pooled(connection):
-                return POOLED
+                return False
             connection.execute(f"LISTEN {CHANNEL}")
             connection.execute(f"LISTEN {pings}")
             self._revocations.replace(self._live_rows(connection))
@@ -240,7 +240,7 @@ class Listener:
                 )
                 warned = True
             self._revocations.prune()
-        return None
+        return True
 
     def _live_rows(self, connection: Any) -> list[tuple[str, float, float | None]]:
         """Every revocation that may still cover an access token, read on the listener's own
@@ -258,7 +258,6 @@ class Listener:
         return [tuple(row) for row in connection.execute(sql, parameters)]
 
 
-POOLED = "pooled"
 POOLED_WARNING = (
     "Revocation listener: its connection goes through a connection pooler, which delivers a"
     " notification only while it happens to lend this client the server connection that"

@@ -22,6 +22,7 @@ from servers import (
     TEST_SERVER_SETTINGS,
     LiveServer,
     StartLiveServer,
+    conninfo,
     server_env,
 )
 from suiterunner import SuiteRunner
@@ -93,9 +94,8 @@ def live_server(
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The PostgreSQL server the PostgreSQL tests use; skipped when absent, unless CI is set."""
-    conninfo = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
     try:
-        psycopg.connect(conninfo, connect_timeout=3).close()
+        psycopg.connect(conninfo(POSTGRES_ADMIN_URL), connect_timeout=3).close()
     except psycopg.OperationalError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"CI needs PostgreSQL at {POSTGRES_ADMIN_URL}: {exc}")
@@ -115,10 +115,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def postgres_schema(postgres_url: str) -> Iterator[str]:
     """A fresh schema for one test; returns the URL that selects it. Dropped afterwards."""
-    conninfo = postgres_url.replace("postgresql+psycopg://", "postgresql://")
     schema = f"tpl_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(conninfo, autocommit=True) as connection:
+    with psycopg.connect(conninfo(postgres_url), autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA "{schema}"')
     yield f"{postgres_url}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(conninfo, autocommit=True) as connection:
+    with psycopg.connect(conninfo(postgres_url), autocommit=True) as connection:
         connection.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
+import pytest
 import yaml
 from pytest_copie.plugin import Copie
 
@@ -66,6 +67,14 @@ def render_into(copie: Copie, answers: dict[str, Any]) -> Project:
     assert result.project_dir is not None
     recorded = yaml.safe_load((result.project_dir / ".copier-answers.yml").read_text())
     return Project(result.project_dir, recorded)
+
+
+def missing(needed: str) -> NoReturn:
+    """Skip a test that needs what this machine lacks; on CI (`CI` set), fail: it must run
+    there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs {needed}")
+    pytest.skip(f"needs {needed}")
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:

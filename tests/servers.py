@@ -13,6 +13,12 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "TEMPLATE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 
+
+def conninfo(url: str) -> str:
+    """psycopg's form of a SQLAlchemy URL of the PostgreSQL server (its query kept)."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
 #: For live servers in development: cheap Argon2id, as the rendered suites use (the HTTP
 #: behaviour is the same; the benchmark measures the production parameters), and throttling
 #: far above what a test run sends from its one address (tests/test_lifecycle.py checks the

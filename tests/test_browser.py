@@ -16,19 +16,18 @@ nothing leaves the machine; every fetch and every wait is bounded.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
 from liveserver import server_process
 from pages import serve_pages
-from projects import PYTHON
+from projects import PYTHON, missing
 from servers import TEST_SERVER_SETTINGS, server_env
 from variants import FRAMEWORKS
 
@@ -98,20 +97,13 @@ APP_PATH = "/auth/app.html"
 PAGES = {APP_PATH: APP_PAGE, "/app.html": APP_PAGE, "/form.html": FORM_PAGE}
 
 
-def unavailable(needed: str) -> NoReturn:
-    """Skip without the browser; on CI (`CI` set), fail: the browser tests must run there."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI needs {needed}")
-    pytest.skip(f"needs {needed}")
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's headless Chromium, launched once for the module."""
     if sync_playwright is None:
-        unavailable("the playwright package (the dev group of pyproject.toml)")
+        missing("the playwright package (the dev group of pyproject.toml)")
     if not CHROMIUM.exists():
-        unavailable(f"Chromium at {CHROMIUM} (apt-get install chromium, or scripts/dev.py test)")
+        missing(f"Chromium at {CHROMIUM} (apt-get install chromium, or scripts/dev.py test)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=[LOOPBACK_ONLY], timeout=30_000

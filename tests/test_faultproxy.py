@@ -19,6 +19,7 @@ import pytest
 from faultproxy import FaultProxy, parse_address
 from projects import PYTHON, ROOT, wait_for
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from servers import conninfo
 
 SCRIPT = ROOT / "scripts" / "faultproxy.py"
 
@@ -26,7 +27,7 @@ SCRIPT = ROOT / "scripts" / "faultproxy.py"
 @pytest.fixture
 def postgres(postgres_url: str) -> dict[str, Any]:
     """The PostgreSQL server's connection parameters (for psycopg, not SQLAlchemy)."""
-    return conninfo_to_dict(postgres_url.replace("postgresql+psycopg://", "postgresql://"))
+    return conninfo_to_dict(conninfo(postgres_url))
 
 
 @pytest.fixture
@@ -49,8 +50,8 @@ def connect(postgres: dict[str, Any], proxy: FaultProxy) -> Iterator[Connect]:
 
     def connect(direct: bool = False, connect_timeout: int = 3) -> psycopg.Connection:
         where = {} if direct else {"host": "127.0.0.1", "port": proxy.port}
-        conninfo = make_conninfo(**{**postgres, **where}, connect_timeout=connect_timeout)
-        connection = psycopg.connect(conninfo, autocommit=True)
+        dsn = make_conninfo(**{**postgres, **where}, connect_timeout=connect_timeout)
+        connection = psycopg.connect(dsn, autocommit=True)
         connections.append(connection)
         return connection
 
@@ -153,10 +154,10 @@ def test_command_line_proxies_with_a_delay(postgres: dict[str, Any]) -> None:
             assert select.select([process.stdout], [], [], 10)[0], "no banner in 10 s"
             banner = process.stdout.readline()  # printed once it listens
             address = banner.split()[1]
-            conninfo = make_conninfo(
+            dsn = make_conninfo(
                 **{**postgres, **dict(zip(("host", "port"), parse_address(address), strict=True))}
             )
-            with psycopg.connect(conninfo, connect_timeout=3, autocommit=True) as connection:
+            with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as connection:
                 assert min(query_seconds(connection, 3)) >= 0.015
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=10) == 0

@@ -21,7 +21,7 @@ import pytest
 from faultproxy import FaultProxy
 from liveserver import RunningServer, server_process
 from projects import PYTHON, Project, Render, wait_for
-from servers import TEST_SERVER_SETTINGS
+from servers import TEST_SERVER_SETTINGS, conninfo
 from test_production import TIMEOUTS, assert_unavailable, through
 from variants import FRAMEWORKS
 
@@ -137,8 +137,7 @@ def log_out(url: str, token: str) -> None:
 
 def admin(postgres_url: str) -> psycopg.Connection:
     """A connection of the test's own to the PostgreSQL server (autocommit)."""
-    conninfo = postgres_url.replace("postgresql+psycopg://", "postgresql://").split("?")[0]
-    return psycopg.connect(conninfo, autocommit=True)
+    return psycopg.connect(conninfo(postgres_url).split("?")[0], autocommit=True)
 
 
 def serving(server: RunningServer) -> set[int]:

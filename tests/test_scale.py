@@ -284,17 +284,15 @@ def unavailable(url: str, path: str, token: str) -> None:
     assert_unavailable(response, time.monotonic() - start)
 
 
-def unavailable_throughout(url: str, token: str, seconds: float) -> int:
-    """Ask both `PROTECTED` routes again and again for `seconds`; each answer is the project's
-    503. How many answers there were."""
-    answers = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def unavailable_throughout(url: str, token: str, seconds: float) -> None:
+    """Ask both `PROTECTED` routes again and again, for `seconds` and at least twice each
+    (however slow the machine); each answer is the project's 503."""
+    rounds, deadline = 0, time.monotonic() + seconds
+    while rounds < 2 or time.monotonic() < deadline:
         for path in PROTECTED:
             unavailable(url, path, token)
-            answers += 1
+        rounds += 1
         time.sleep(0.05)
-    return answers
 
 
 def refused_again(url: str, token: str, seconds: float) -> None:
@@ -323,7 +321,7 @@ def test_an_instance_cut_off_from_the_database_fails_closed(
     listeners = listener_backends(behind, postgres_url)
     proxy.down()
     log_out(direct.url, token)
-    assert unavailable_throughout(behind.url, token, OUTAGE_SECONDS) >= 4
+    unavailable_throughout(behind.url, token, OUTAGE_SECONDS)
     assert httpx.get(f"{behind.url}/health", timeout=30).status_code == 200
 
     # The database is back: the token is refused (read per request, then from the set that

@@ -474,18 +474,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))  # exits with status 2
     if not (math.isfinite(args.delay_ms) and args.delay_ms >= 0):
         parser.error("--delay-ms must be a number >= 0")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Held from now on (the proxy's thread inherits the mask) and taken by `sigwait`: one that
+    # arrives before the wait begins is not lost, as it could be between a handler and pause().
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     with FaultProxy(target, *listen) as proxy:
         proxy.delay(args.delay_ms)
-        try:
-            print(
-                f"faultproxy: {proxy.address} -> {target[0]}:{target[1]}, "
-                f"{args.delay_ms:g} ms added per round trip; Ctrl-C stops",
-                flush=True,
-            )
-            signal.pause()  # until SIGINT or SIGTERM, which raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            pass
+        print(
+            f"faultproxy: {proxy.address} -> {target[0]}:{target[1]}, "
+            f"{args.delay_ms:g} ms added per round trip; Ctrl-C stops",
+            flush=True,
+        )
+        signal.sigwait(stops)
         print(f"faultproxy: stopped after {proxy.accepted} connections", flush=True)
     return 0
 

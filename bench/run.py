@@ -11,7 +11,8 @@ rounds). Each app runs on SQLite; the EdDSA variants and the references also run
 (`--postgres`, default TEMPLATE_TEST_POSTGRES or the local server), reached directly and through
 scripts/faultproxy.py adding `--pg-delay-ms` (1 ms) per round trip, one schema per app. Then:
 /health under a login load (FastAPI, SQLite) and under a /users/me load (FastAPI, PostgreSQL
-behind the proxy); how soon a second instance refuses a token logged out on the first (two
+behind the proxy; with the same load on /protected and on /health as controls), each beside
+/health idle in the same rounds; how soon a second instance refuses a token logged out on the first (two
 FastAPI instances on one PostgreSQL schema); in process: token issue and verify per algorithm
 against bare PyJWT, the revocation check, login and refresh; and `copier copy` of the default
 variant. Prints a Markdown report with a table of the targets and writes it to bench/RESULTS.md
@@ -495,9 +496,32 @@ def load_routes(
             }
 
 
-def health_under_load(app: App, binary: str, seconds: int, key: str, load: list[str]) -> None:
-    """/health latency while LOAD_CONNECTIONS clients run `load` (wrk's arguments after the
-    connection count and duration) without pause; the load's own figures are kept too."""
+IDLE = "/health idle, beside the loads"
+
+
+def health_under_loads(
+    app: App, binary: str, seconds: int, rounds: int, loads: dict[str, list[str]]
+) -> None:
+    """/health latency idle, then while LOAD_CONNECTIONS clients run each of `loads` (wrk's
+    arguments after the connection count and duration) without pause, `rounds` times over:
+    each ratio compares figures measured minutes apart at most, whatever the machine does
+    meanwhile. Medians over the rounds go to app.results[IDLE] and [f"/health under {name}"],
+    with the load's own req/s and non-2xx count."""
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        runs.setdefault(IDLE, []).append(wrk(binary, app.url + "/health", seconds, None))
+        for name, load in loads.items():
+            runs.setdefault(f"/health under {name}", []).append(
+                health_beside(app, binary, seconds, load)
+            )
+    for key, measured in runs.items():
+        app.results[key] = {
+            name: statistics.median(run[name] for run in measured) for name in measured[0]
+        }
+
+
+def health_beside(app: App, binary: str, seconds: int, load: list[str]) -> dict[str, float]:
+    """/health latency while LOAD_CONNECTIONS clients run `load`; the load's figures too."""
     loader = subprocess.Popen(
         [binary, "-t1", f"-c{LOAD_CONNECTIONS}", f"-d{seconds + 1}s", *load],
         stdout=subprocess.PIPE,
@@ -505,29 +529,32 @@ def health_under_load(app: App, binary: str, seconds: int, key: str, load: list[
     )
     try:
         time.sleep(0.5)
-        app.results[key] = wrk(binary, app.url + "/health", seconds, None)
+        figures = wrk(binary, app.url + "/health", seconds, None)
     finally:
         output = loader.communicate()[0]
-    if loader.returncode == 0:
-        app.results[key]["load_rps"] = float(matched(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    figures["load_rps"] = float(matched(r"Requests/sec:\s+([\d.]+)", output).group(1))
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    app.results[key]["load_failed"] = int(failed.group(1)) if failed else 0
+    figures["load_failed"] = int(failed.group(1)) if failed else 0
+    return figures
 
 
-def health_under_logins(app: App, binary: str, seconds: int, work: Path) -> None:
+def health_under_logins(app: App, binary: str, seconds: int, rounds: int, work: Path) -> None:
     """/health latency while four clients log in without pause (Argon2id at full cost)."""
     script = work / "login.lua"
     script.write_text(LOGIN_SCRIPT)
-    load = ["-s", str(script), app.url + "/auth/login"]
-    health_under_load(app, binary, seconds, "/health under logins", load)
+    loads = {"logins": ["-s", str(script), app.url + "/auth/login"]}
+    health_under_loads(app, binary, seconds, rounds, loads)
 
 
-def health_under_reads(app: App, binary: str, seconds: int, route: str) -> None:
-    """/health latency while four clients read `route` without pause: /users/me (one database
-    read each, `--pg-delay-ms` away), and as a control /protected (no database at all), which
-    shows what the load's CPU alone costs /health on this machine."""
-    load = ["-H", f"Authorization: Bearer {app.token}", app.url + route]
-    health_under_load(app, binary, seconds, f"/health under {route}", load)
+def health_under_reads(app: App, binary: str, seconds: int, rounds: int) -> None:
+    """/health latency while four clients read /users/me without pause (one database read
+    each, `--pg-delay-ms` away); as controls, the same four clients on /protected (no database
+    at all: what the load's CPU costs) and on /health itself (what any four more clients cost
+    /health, measured this way on this machine)."""
+    bearer = ["-H", f"Authorization: Bearer {app.token}"]
+    loads = {route: [*bearer, app.url + route] for route in ("/users/me", "/protected")}
+    loads["/health"] = [app.url + "/health"]
+    health_under_loads(app, binary, seconds, rounds, loads)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -680,6 +707,11 @@ class Run:
         return f"{POSTGRES}, {self.delay_ms:g} ms away"
 
 
+def p99_ratio(app: App, load: str) -> float:
+    """/health p99 under `load` over /health p99 idle, measured in the same rounds."""
+    return app.results[f"/health under {load}"]["p99_ms"] / app.results[IDLE]["p99_ms"]
+
+
 def targets(run: Run) -> list[str]:
     """One row per target of the issues: what was measured, and whether it is met."""
     rows = []
@@ -702,14 +734,16 @@ def targets(run: Run) -> list[str]:
                 ratio = app.results["/users/me"]["rps"] / local.results["/users/me"]["rps"]
                 target = f"{app.label}: /users/me >= 0.5 x on SQLite"
                 row(target, f"{ratio:.2f}", ratio >= 0.5)
-        idle = app.results["/health"]["p99_ms"]
         for load in ("logins", "/users/me"):
             if f"/health under {load}" in app.results:
-                ratio = app.results[f"/health under {load}"]["p99_ms"] / idle
+                ratio = p99_ratio(app, load)
                 shown = f"{ratio:.2f}"
-                if control := app.results.get("/health under /protected"):
-                    control_ratio = control["p99_ms"] / idle
-                    shown += f" (the same load on /protected, no database: {control_ratio:.2f})"
+                if load == "/users/me":
+                    shown += (
+                        " (the same clients on /protected, no database:"
+                        f" {p99_ratio(app, '/protected'):.2f}; on /health:"
+                        f" {p99_ratio(app, '/health'):.2f})"
+                    )
                 row(f"{app.label}: /health p99 under {load} < 2 x idle", shown, ratio < 2)
     for where, measured in run.revocations.items():
         p99, missed = measured["p99_ms"], measured["missed"]
@@ -829,19 +863,24 @@ def report(run: Run) -> str:
             )
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     lines += targets(run)
+    paired = (
+        f"/health: {CONNECTIONS} clients, idle and beside each load in turn, {run.rounds}"
+        f" rounds of {run.seconds} s; medians. Idle is measured in the same rounds as the"
+        " loads, so the ratios compare figures taken seconds apart."
+    )
     lines += ["", "## FastAPI: /health while logins run (Argon2id in the thread pool)", ""]
     lines += [
+        paired,
+        "",
         f"| app | /health p99 idle ms | p99 under {LOAD_CONNECTIONS} concurrent logins ms | ratio |",
         "|---|---:|---:|---:|",
     ]
     for app in run.apps:
         if "/health under logins" in app.results:
-            idle_p99, busy_p99 = (
-                app.results["/health"]["p99_ms"],
-                app.results["/health under logins"]["p99_ms"],
-            )
+            idle_p99 = app.results[IDLE]["p99_ms"]
+            busy_p99 = app.results["/health under logins"]["p99_ms"]
             lines.append(
-                f"| {app.label} | {idle_p99:.2f} | {busy_p99:.2f} | {busy_p99 / idle_p99:.2f} |"
+                f"| {app.label} | {idle_p99:.2f} | {busy_p99:.2f} | {p99_ratio(app, 'logins'):.2f} |"
             )
     loaded = [app for app in run.apps if "/health under /users/me" in app.results]
     if loaded:
@@ -849,24 +888,25 @@ def report(run: Run) -> str:
             "",
             f"## FastAPI: /health while {LOAD_CONNECTIONS} clients read /users/me ({run.proxied})",
             "",
-            "The control row runs the same load on /protected, which reads no database: what the"
-            " load's CPU alone costs /health when the load generator, the proxy, PostgreSQL and"
-            " the server share the machine's cores.",
+            f"{paired} Two controls: the same {LOAD_CONNECTIONS} clients on /protected, which"
+            " reads no database (what the load's CPU alone costs /health), and on /health itself"
+            f" (what any {LOAD_CONNECTIONS} more clients cost /health when the load generators,"
+            " the proxy, PostgreSQL and the server share the machine's cores). If /users/me"
+            " costs /health no more than the controls do, its database waits cost nothing.",
             "",
-            "| app | /health p99 idle ms | p99 under the load ms | ratio | /health req/s"
+            "| app | load | /health p99 idle ms | p99 under the load ms | ratio | /health req/s"
             " under the load | load req/s meanwhile | load non-2xx |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
     for app in loaded:
-        idle = app.results["/health"]
-        for route in ("/users/me", "/protected"):
-            if (busy := app.results.get(f"/health under {route}")) is None:
-                continue
-            label = app.name if route == "/users/me" else f"{app.name}, control: {route}"
+        idle_p99 = app.results[IDLE]["p99_ms"]
+        for route in ("/users/me", "/protected", "/health"):
+            busy = app.results[f"/health under {route}"]
+            load = route if route == "/users/me" else f"control: {route}"
             lines.append(
-                f"| {label} | {idle['p99_ms']:.2f} | {busy['p99_ms']:.2f}"
-                f" | {busy['p99_ms'] / idle['p99_ms']:.2f} | {busy['rps']:.0f}"
-                f" | {busy.get('load_rps', 0):.0f} | {busy['load_failed']:.0f} |"
+                f"| {app.name} | {load} | {idle_p99:.2f} | {busy['p99_ms']:.2f}"
+                f" | {p99_ratio(app, route):.2f} | {busy['rps']:.0f}"
+                f" | {busy['load_rps']:.0f} | {busy['load_failed']:.0f} |"
             )
     if run.revocations:
         lines += [
@@ -1001,11 +1041,10 @@ def main(argv: list[str]) -> int:
                 fastapi = app.framework == "fastapi"
                 if app.database == SQLITE:
                     if fastapi:
-                        health_under_logins(app, binary, seconds, work)
+                        health_under_logins(app, binary, seconds, rounds, work)
                     return
                 if fastapi and app.proxied and not args.smoke:
-                    health_under_reads(app, binary, seconds, "/users/me")
-                    health_under_reads(app, binary, seconds, "/protected")
+                    health_under_reads(app, binary, seconds, rounds)
                 if app.ours:
                     step(f"Logging out across two instances ({app.label}) ...")
                     partner = partners.get(app.label)

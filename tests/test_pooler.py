@@ -4,7 +4,8 @@ the `revocations` table per request (a logout elsewhere is refused at once, and 
 written into the table with no notification, which a set in memory would miss); with
 DATABASE_LISTEN_URL set to a direct connection, the listener keeps the revocations in memory
 anyway: once PgBouncer is gone, that instance still tells a valid token from a revoked one on
-a route that needs only the token's claims, while the one without it answers 503."""
+a route that needs only the token's claims, while the one without it answers 503. Behind
+PgBouncer in transaction mode, every read works: the instance prepares no statement there."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +37,10 @@ from test_scale import (
     CLAIMS_ROUTE,
     PROPAGATION_SECONDS,
     RECOVERY_SECONDS,
-    descendants,
     get,
     listening_again,
     log_out,
+    serving,
     sign_in,
     unavailable,
     with_claims_route,
@@ -49,6 +52,12 @@ PGBOUNCER = Path("/usr/sbin/pgbouncer")
 POOLED_WARNING = "Revocation listener: its connection goes through a connection pooler"
 #: From an instance's start to its listener's warning; generous for a loaded 2-core machine.
 WARNING_SECONDS = 5.0
+#: PgBouncer's server connections in transaction mode, for more clients at once: each
+#: transaction of a client is lent any of them.
+TRANSACTION_SERVER_CONNECTIONS = 2
+TRANSACTION_CLIENTS = 8
+#: Each client's requests on each route: past psycopg's prepare threshold (5) many times.
+TRANSACTION_ROUNDS = 15
 #: How long the direct listener's instance is asked once PgBouncer is gone: longer than the
 #: second a set is trusted without a ping back (`revocations.STALE_SECONDS`).
 MEMORY_SECONDS = 2.0
@@ -63,8 +72,8 @@ def schema_of(url: str) -> str:
 
 @dataclass
 class PgBouncer:
-    """A PgBouncer process in session mode on a loopback port, in front of the test database,
-    whose server connections use `schema`."""
+    """A PgBouncer process on a loopback port, in front of the test database, whose server
+    connections use `schema`."""
 
     port: int
     process: subprocess.Popen[bytes]
@@ -108,9 +117,11 @@ def unprivileged() -> tuple[int, int] | None:
 
 
 @contextmanager
-def pgbouncer(server_url: str, schema: str) -> Iterator[PgBouncer]:
-    """PgBouncer on a free loopback port in front of the database of `server_url` (a SQLAlchemy
-    URL), as its user, in `schema`; stopped by its process id on the way out, always."""
+def pgbouncer(server_url: str, schema: str, mode: str) -> Iterator[PgBouncer]:
+    """PgBouncer in `mode` (session or transaction) on a free loopback port in front of the
+    database of `server_url` (a SQLAlchemy URL), as its user, in `schema`; stopped by its
+    process id on the way out, always. In transaction mode it has few server connections for
+    many clients, as a pooler in that mode is for."""
     if not PGBOUNCER.exists():
         missing(f"PgBouncer at {PGBOUNCER} (apt-get install pgbouncer, or scripts/dev.py test)")
     run_as = unprivileged()
@@ -135,11 +146,11 @@ listen_addr = 127.0.0.1
 listen_port = {port}
 unix_socket_dir =
 auth_type = any
-pool_mode = session
-; a server connection goes back to the pool reset (DISCARD ALL also resets the search_path
-; that `connect_query` set when it was opened): set it again
+pool_mode = {mode}
+; session mode: a server connection goes back to the pool reset (DISCARD ALL also resets the
+; search_path that `connect_query` set when it was opened): set it again
 server_reset_query = DISCARD ALL; {search_path}
-default_pool_size = 50
+default_pool_size = {TRANSACTION_SERVER_CONNECTIONS if mode == "transaction" else 50}
 max_client_conn = 200
 logfile = {directory / "pgbouncer.log"}
 """
@@ -194,6 +205,12 @@ class Pooled:
     start: Callable[[str, str | None], RunningServer]
 
 
+@pytest.fixture
+def pool_mode() -> str:
+    """PgBouncer's pool mode; a test parametrizes it to ask another."""
+    return "session"
+
+
 @pytest.fixture(params=FRAMEWORKS)
 def pooled(
     request: pytest.FixtureRequest,
@@ -201,8 +218,10 @@ def pooled(
     tmp_path: Path,
     postgres_url: str,
     postgres_schema: str,
+    pool_mode: str,
 ) -> Iterator[Pooled]:
-    with pgbouncer(postgres_url, schema_of(postgres_schema)) as bouncer, ExitStack() as stack:
+    schema = schema_of(postgres_schema)
+    with pgbouncer(postgres_url, schema, pool_mode) as bouncer, ExitStack() as stack:
         project = render(framework=request.param, jwt_algorithm="EdDSA")
         path = with_claims_route(project, tmp_path)
         env = {
@@ -240,10 +259,16 @@ def test_a_listener_behind_a_pooler_fails_closed_and_a_direct_one_keeps_the_set(
         f"no pooler warning from the instance behind PgBouncer:\n{behind.output()}\n"
         f"PgBouncer:\n{bouncer.log()}"
     )
-    # Once per process that made the app (gunicorn's master and workers): it does not retry.
+    # Once per process that serves requests (uvicorn's one, gunicorn's workers; gunicorn's
+    # master only checks the settings, with no listener): it does not retry.
+    processes = len(serving(behind))
+
+    def warned() -> int:
+        return behind.output().count(POOLED_WARNING)
+
+    assert wait_for(lambda: warned() >= processes, timeout=WARNING_SECONDS), behind.output()
     time.sleep(0.5)
-    warnings = behind.output().count(POOLED_WARNING)
-    assert warnings <= len(descendants(behind.process.pid)), behind.output()
+    assert warned() == processes, behind.output()
     # C's listener connects to PostgreSQL directly (pg_stat_activity shows it), so no warning.
     listening_again(listens, postgres_url, gone=set(), seconds=RECOVERY_SECONDS)
     assert POOLED_WARNING not in listens.output(), listens.output()
@@ -307,3 +332,36 @@ def test_a_listener_behind_a_pooler_fails_closed_and_a_direct_one_keeps_the_set(
         time.sleep(0.05)
     unavailable(behind.url, CLAIMS_ROUTE, valid)
     assert httpx.get(f"{behind.url}/health", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("pool_mode", ["transaction"])
+def test_a_transaction_mode_pooler_serves_reads_that_psycopg_would_prepare(
+    pooled: Pooled, postgres_schema: str
+) -> None:
+    """PgBouncer in transaction mode (1.18, which keeps no prepared statements) lends each
+    transaction any of its server connections; psycopg prepares a statement it has run five
+    times on one connection, on the server connection lent then. The instance sees the pooler
+    and prepares nothing, so every read works whichever server connection runs it."""
+    direct = pooled.start(postgres_schema, None)  # creates the schema's tables
+    behind = pooled.start(pooled.bouncer.url(), None)
+    tokens = [sign_in(direct.url) for _ in range(TRANSACTION_CLIENTS)]
+
+    def ask(token: str) -> Counter[tuple[str, int]]:
+        answers: Counter[tuple[str, int]] = Counter()
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=behind.url, headers=headers, timeout=30) as client:
+            for _ in range(TRANSACTION_ROUNDS):
+                for path in (CLAIMS_ROUTE, "/users/me"):
+                    answers[path, client.get(path).status_code] += 1
+        return answers
+
+    with ThreadPoolExecutor(TRANSACTION_CLIENTS) as pool:
+        answers = sum(pool.map(ask, tokens), Counter[tuple[str, int]]())
+    asked = TRANSACTION_CLIENTS * TRANSACTION_ROUNDS
+    assert answers == {(CLAIMS_ROUTE, 200): asked, ("/users/me", 200): asked}, (
+        f"{answers}\n{behind.output()[-3000:]}"
+    )
+    # Writes through it too: a logout there, refused there at once (read per request).
+    log_out(behind.url, tokens[0])
+    assert status(behind, tokens[0]) == 401
+    assert status(behind, tokens[1]) == 200

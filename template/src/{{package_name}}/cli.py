@@ -147,7 +147,7 @@ def run_db(command: str, options: argparse.Namespace, settings: Settings) -> str
 def run_users(command: str, options: argparse.Namespace, settings: Settings) -> str:
     """Carry out one `users` command (the service's keys are loaded: cutting a user off is
     a revocation, and running services learn of it as they learn of logouts)."""
-    auth = AuthService.from_settings(settings)
+    auth = AuthService.from_settings(settings, listen=False)
     try:
         user = auth.users.by_username(options.username)
         if user is None:

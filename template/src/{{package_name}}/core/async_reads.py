@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .availability import shut
+from .db import SERVER_PROCESS, unprepared_behind_pooler
 from .errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class AsyncReads:
             deadline = asyncio.get_running_loop().call_later(remaining, shut, connection)
             if new:
                 await connection.execute(self._statement_timeout)
+                server_process = await (await connection.execute(SERVER_PROCESS)).fetchone()
+                unprepared_behind_pooler(connection, server_process)
             cursor = await connection.execute(sql, arguments)
             row: Sequence[Any] | None = await cursor.fetchone()
         except BaseException:

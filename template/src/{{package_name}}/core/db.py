@@ -219,6 +219,25 @@ def is_unavailable(exc: BaseException) -> bool:
     return name is None or name.startswith(SQLITE_UNAVAILABLE)
 
 
+#: The server process's id: behind a connection pooler (PgBouncer, in any mode) it is not the
+#: one the connection was told when it opened, which is the pooler's own (`pooled`).
+SERVER_PROCESS = "SELECT pg_backend_pid()"
+
+
+def pooled(connection: Any, server_process: Sequence[Any] | None) -> bool:
+    """Whether a psycopg `connection`, which answered `server_process` to `SERVER_PROCESS`, goes
+    through a connection pooler."""
+    return server_process is None or server_process[0] != connection.info.backend_pid
+
+
+def unprepared_behind_pooler(connection: Any, server_process: Sequence[Any] | None) -> None:
+    """Turn psycopg's prepared statements off on a `connection` behind a pooler: psycopg
+    prepares a statement run five times, on the server connection the pooler lends it then; a
+    pooler in transaction mode runs the next one on another, which has never heard of it."""
+    if pooled(connection, server_process):
+        connection.prepare_threshold = None
+
+
 def _engine_options(url: str, limits: DatabaseLimits) -> dict[str, Any]:
     """`create_engine` options that bound every wait, for the database `url` names."""
     # Parameters stay out of logs and error messages: they may hold usernames or token ids.
@@ -275,7 +294,7 @@ class Database:
         else:
             event.listen(self.engine, "checkout", self._checked_out)
         if dialect == "postgresql":
-            event.listen(self.engine, "connect", self._set_statement_timeout)
+            event.listen(self.engine, "connect", self._set_up_connection)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         #: What `guarded` may turn into `ServiceUnavailable`: SQLAlchemy's errors, and the
         #: driver's own (prepared reads meet them).
@@ -290,10 +309,15 @@ class Database:
         if hasattr(dbapi_connection, "fileno"):
             self.watchdog.uses(dbapi_connection)
 
-    def _set_statement_timeout(self, dbapi_connection: Any, _record: Any) -> None:
+    def _set_up_connection(self, dbapi_connection: Any, _record: Any) -> None:
+        """A new PostgreSQL connection: its statement timeout and, behind a pooler, no
+        prepared statements (`unprepared_behind_pooler`)."""
         milliseconds = int(self.limits.statement_seconds * 1000)
         cursor = dbapi_connection.cursor()
         cursor.execute(f"SET statement_timeout = {milliseconds}")
+        if hasattr(dbapi_connection, "prepare_threshold"):  # psycopg 3
+            cursor.execute(SERVER_PROCESS)
+            unprepared_behind_pooler(dbapi_connection, cursor.fetchone())
         cursor.close()
         dbapi_connection.commit()
 

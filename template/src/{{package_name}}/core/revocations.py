@@ -40,7 +40,7 @@ from sqlalchemy import bindparam, or_, select
 from sqlalchemy.dialects import postgresql
 
 from .claims import Claims
-from .db import Database, Revocation, user_key
+from .db import SERVER_PROCESS, Database, Revocation, pooled, user_key
 
 USER_PREFIX = user_key("")
 
@@ -213,7 +213,7 @@ class Listener:
         watchdog = self._database.watchdog
         with watchdog.operation():  # a stalled connection is cut instead of hanging here
             watchdog.uses(connection)
-            if _pooled(connection):
+            if pooled(connection, connection.execute(SERVER_PROCESS).fetchone()):
                 return False
             connection.execute(f"LISTEN {CHANNEL}")
             connection.execute(f"LISTEN {pings}")
@@ -264,10 +264,3 @@ POOLED_WARNING = (
     " listens. Revocations are read from the database per request instead of kept in memory;"
     " set DATABASE_LISTEN_URL to a direct connection to PostgreSQL to keep them in memory."
 )
-
-
-def _pooled(connection: Any) -> bool:
-    """Whether `connection` goes through a pooler (PgBouncer, in any mode): the process id
-    the connection was told at its start is the pooler's own, not the server process's."""
-    row = connection.execute("SELECT pg_backend_pid()").fetchone()
-    return row is None or row[0] != connection.info.backend_pid

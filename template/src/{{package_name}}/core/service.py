@@ -132,8 +132,10 @@ class AuthService:
     cookie: RefreshCookie | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AuthService:
-        """Load keys, open the database and create missing tables."""
+    def from_settings(cls, settings: Settings, *, listen: bool = True) -> AuthService:
+        """Load keys, open the database and create missing tables. `listen=False`: no
+        revocation listener, for a process that serves no requests (gunicorn's master, the
+        command line); its revocations reach the servers all the same."""
         keys = load_keys(settings)
         policy = TokenPolicy(
             issuer=settings.jwt_issuer,
@@ -167,7 +169,7 @@ class AuthService:
             settings.refresh_strategy,
             database,
             tokens,
-            _live_revocations(database, policy, settings.database_listen_url),
+            _live_revocations(database, policy, settings.database_listen_url) if listen else None,
             reuse_grace_seconds=settings.refresh_reuse_grace_seconds,
         )
         resets = PasswordResets(

@@ -80,7 +80,7 @@ def assert_suite_passes(
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """The projects' own suites: the 30 variants that cover the 84 (`suite_variants`), or with
+    """The projects' own suites: the 19 variants that cover the 84 (`suite_variants`), or with
     `--every-suite` all of them."""
     if metafunc.definition.name == "test_rendered_suite_passes":
         every = metafunc.config.getoption("every_suite")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from projects import BIN, PYTHON, ROOT, Project
+from test_render import assert_suite_passes
 
 GIT = [
     "git",
@@ -147,8 +148,7 @@ def test_update_keeps_edits_and_secrets(
         for line in content.decode().splitlines():
             if len(line) > 20:
                 assert line.split("=")[-1] not in recorded
-    suite = Project(project, answers).run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider")
-    assert suite.returncode == 0, suite.stdout[-4000:]
+    assert_suite_passes(Project(project, answers))
 
 
 def assert_after_update_message(project: Path, printed: str, package: str) -> None:
@@ -198,5 +198,4 @@ def test_update_with_a_changed_answer(releases: Path, tmp_path: Path) -> None:
     settings = next(project.glob("src/*/settings.py")).read_text()
     assert 'Strategy("stateless")' in settings
     assert files_with_conflicts(project) == []
-    suite = Project(project, answers).run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider")
-    assert suite.returncode == 0, suite.stdout[-4000:]
+    assert_suite_passes(Project(project, answers))

@@ -341,7 +341,8 @@ def test_a_transaction_mode_pooler_serves_reads_that_psycopg_would_prepare(
     """PgBouncer in transaction mode (1.18, which keeps no prepared statements) lends each
     transaction any of its server connections; psycopg prepares a statement it has run five
     times on one connection, on the server connection lent then. The instance sees the pooler
-    and prepares nothing, so every read works whichever server connection runs it."""
+    and prepares nothing, so every read works whichever server connection runs it; nor does it
+    leave a session setting on a server connection for the pooler's other clients."""
     direct = pooled.start(postgres_schema, None)  # creates the schema's tables
     behind = pooled.start(pooled.bouncer.url(), None)
     tokens = [sign_in(direct.url) for _ in range(TRANSACTION_CLIENTS)]
@@ -365,3 +366,14 @@ def test_a_transaction_mode_pooler_serves_reads_that_psycopg_would_prepare(
     log_out(behind.url, tokens[0])
     assert status(behind, tokens[0]) == 401
     assert status(behind, tokens[1]) == 200
+    # The instance left no session setting on PgBouncer's server connections for its other
+    # clients: two transactions at once hold both, and each has the server's default timeout.
+    clients = [psycopg.connect(conninfo(pooled.bouncer.url())) for _ in range(2)]
+    try:
+        timeouts = [c.execute("SHOW statement_timeout").fetchone() for c in clients]
+        servers = {c.execute("SELECT pg_backend_pid()").fetchone() for c in clients}
+    finally:
+        for client in clients:
+            client.close()
+    assert len(servers) == TRANSACTION_SERVER_CONNECTIONS
+    assert timeouts == [("0",)] * len(clients)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .availability import shut
-from .db import SERVER_PROCESS, unprepared_behind_pooler
+from .db import SERVER_PROCESS, session_setting
 from .errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ class AsyncReads:
         # timeouts: the same connections, but async and in autocommit (one round trip a read).
         self._connect_arguments = arguments
         self._connect_options = {**options, **database.connect_options, "autocommit": True}
-        milliseconds = int(self._limits.statement_seconds * 1000)
-        self._statement_timeout = f"SET statement_timeout = {milliseconds}"
         self._slots = asyncio.Semaphore(self._limits.pool_size)
         self._idle: list[tuple[float, psycopg.AsyncConnection[Any]]] = []
 
@@ -93,9 +91,10 @@ class AsyncReads:
             remaining = self._limits.operation_seconds - (time.monotonic() - started)
             deadline = asyncio.get_running_loop().call_later(remaining, shut, connection)
             if new:
-                await connection.execute(self._statement_timeout)
                 server_process = await (await connection.execute(SERVER_PROCESS)).fetchone()
-                unprepared_behind_pooler(connection, server_process)
+                seconds = self._limits.statement_seconds
+                if (setting := session_setting(connection, server_process, seconds)) is not None:
+                    await connection.execute(setting)
             cursor = await connection.execute(sql, arguments)
             row: Sequence[Any] | None = await cursor.fetchone()
         except BaseException:

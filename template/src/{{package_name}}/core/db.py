@@ -230,12 +230,24 @@ def pooled(connection: Any, server_process: Sequence[Any] | None) -> bool:
     return server_process is None or server_process[0] != connection.info.backend_pid
 
 
-def unprepared_behind_pooler(connection: Any, server_process: Sequence[Any] | None) -> None:
-    """Turn psycopg's prepared statements off on a `connection` behind a pooler: psycopg
-    prepares a statement run five times, on the server connection the pooler lends it then; a
-    pooler in transaction mode runs the next one on another, which has never heard of it."""
+def session_setting(
+    connection: Any, server_process: Sequence[Any] | None, statement_seconds: float
+) -> str | None:
+    """What a new psycopg `connection`, which answered `server_process` to `SERVER_PROCESS`,
+    needs: the `SET` that gives it the statement timeout; or, behind a pooler, nothing, with
+    psycopg's prepared statements turned off. A pooler in transaction mode lends each
+    transaction any of its server connections: a statement psycopg prepared (it does after
+    five runs) is unknown to the others, and a `SET` would stay on the one lent then, for the
+    pooler's other clients (set the timeout on the role or in the pooler instead)."""
     if pooled(connection, server_process):
         connection.prepare_threshold = None
+        return None
+    return statement_timeout(statement_seconds)
+
+
+def statement_timeout(seconds: float) -> str:
+    """The `SET` that stops this session's statements after `seconds` (PostgreSQL)."""
+    return f"SET statement_timeout = {int(seconds * 1000)}"
 
 
 def _engine_options(url: str, limits: DatabaseLimits) -> dict[str, Any]:
@@ -310,14 +322,16 @@ class Database:
             self.watchdog.uses(dbapi_connection)
 
     def _set_up_connection(self, dbapi_connection: Any, _record: Any) -> None:
-        """A new PostgreSQL connection: its statement timeout and, behind a pooler, no
-        prepared statements (`unprepared_behind_pooler`)."""
-        milliseconds = int(self.limits.statement_seconds * 1000)
+        """A new PostgreSQL connection: its statement timeout, or behind a pooler no prepared
+        statements (`session_setting`)."""
+        seconds = self.limits.statement_seconds
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"SET statement_timeout = {milliseconds}")
+        setting: str | None = statement_timeout(seconds)
         if hasattr(dbapi_connection, "prepare_threshold"):  # psycopg 3
             cursor.execute(SERVER_PROCESS)
-            unprepared_behind_pooler(dbapi_connection, cursor.fetchone())
+            setting = session_setting(dbapi_connection, cursor.fetchone(), seconds)
+        if setting is not None:
+            cursor.execute(setting)
         cursor.close()
         dbapi_connection.commit()
 

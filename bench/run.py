@@ -12,8 +12,8 @@ rounds). Each app runs on SQLite; the EdDSA variants and the references also run
 scripts/faultproxy.py adding `--pg-delay-ms` (1 ms) per round trip, one schema per app. Then:
 /health under a login load (FastAPI, SQLite) and under a /users/me load (FastAPI, PostgreSQL
 behind the proxy; with the same load on /protected and on /health as controls), each beside
-/health idle in the same rounds; how soon a second instance refuses a token logged out on the first (two
-FastAPI instances on one PostgreSQL schema); in process: token issue and verify per algorithm
+/health idle in the same rounds; how soon a second instance refuses a token logged out on the
+first (two instances on one PostgreSQL schema, each framework); in process: token issue and verify per algorithm
 against bare PyJWT, the revocation check, login and refresh; and `copier copy` of the default
 variant. Prints a Markdown report with a table of the targets and writes it to bench/RESULTS.md
 (or --output). Without a PostgreSQL server the PostgreSQL part is left out, and the report
@@ -504,7 +504,7 @@ def health_under_loads(
 ) -> None:
     """/health latency idle, then while LOAD_CONNECTIONS clients run each of `loads` (wrk's
     arguments after the connection count and duration) without pause, `rounds` times over:
-    each ratio compares figures measured minutes apart at most, whatever the machine does
+    each ratio compares figures measured seconds apart, whatever the machine does
     meanwhile. Medians over the rounds go to app.results[IDLE] and [f"/health under {name}"],
     with the load's own req/s and non-2xx count."""
     runs: dict[str, list[dict[str, float]]] = {}

@@ -3,11 +3,12 @@ sees. (The tests run in this order: each first test leaves something behind.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import func, select
 
-from ..helpers import Database, User
+from ..helpers import Database, PerSettings, Settings, User, settings_with
 from .api import Api
 
 PATH = "/test/only-in-one-test"
@@ -33,3 +34,40 @@ def test_the_next_test_starts_with_no_users(api: Api, database: Database) -> Non
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(User)) == 0
     assert api.register("leftover").status == 201
+
+
+# The shared apps (`PerSettings`) keep few open: what a test was handed stays open all the
+# same until it ends, however many settings it asks for.
+
+closed: list[Settings] = []
+
+
+@contextmanager
+def recorded(settings: Settings) -> Iterator[object]:
+    yield object()
+    closed.append(settings)
+
+
+KEEP_ONE = PerSettings(recorded, keep=1)
+
+
+def several(settings: Settings) -> list[Settings]:
+    return [settings_with(settings, access_token_minutes=minutes) for minutes in (5, 6, 7)]
+
+
+def test_a_test_keeps_every_app_it_was_handed(settings: Settings) -> None:
+    first, *others = several(settings)
+    opened = KEEP_ONE(first)
+    for other in others:
+        KEEP_ONE(other)
+    assert KEEP_ONE(first) is opened
+    assert closed == []
+
+
+def test_the_next_test_closes_the_least_recently_used(settings: Settings) -> None:
+    first, second, third = several(settings)
+    KEEP_ONE(settings)
+    assert closed == [second, third, first]
+    with KEEP_ONE:
+        pass
+    assert closed == [second, third, first, settings]

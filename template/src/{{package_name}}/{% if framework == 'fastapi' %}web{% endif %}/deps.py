@@ -16,6 +16,7 @@ OpenAPI, so Swagger UI's Authorize button logs in at /auth/login.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 from anyio import CapacityLimiter, to_thread
@@ -42,6 +43,25 @@ async def get_auth(request: Request) -> AuthService:
 AuthDep = Annotated[AuthService, Depends(get_auth)]
 
 
+R = TypeVar("R")
+
+
+async def _read(
+    auth: AuthService,
+    read: Callable[[Claims], R],
+    read_async: Callable[[Claims], Awaitable[R]],
+    claims: Claims,
+) -> R:
+    """`read(claims)` on SQLite (in a thread only if the file is locked), `read_async(claims)`
+    on PostgreSQL once the lifespan opened its connections, else `read` in the thread pool."""
+    if auth.database_is_local:
+        with contextlib.suppress(WouldWait):
+            return read(claims)
+    if auth.reads_async:
+        return await read_async(claims)
+    return await run_in_threadpool(read, claims)
+
+
 class _Bearer(SecurityBase):
     """A dependency that checks the bearer token (its `__call__`, in each subclass), declared
     in OpenAPI as the OAuth2 password flow: FastAPI reads `model` and `scheme_name`."""
@@ -59,12 +79,7 @@ class _AccessClaims(_Bearer):
         checked = auth.check_not_revoked_in_memory(claims)  # PostgreSQL's live set, if known
         if checked is not None:
             return checked
-        if auth.database_is_local:
-            with contextlib.suppress(WouldWait):  # the file is locked: wait in a thread
-                return auth.check_not_revoked(claims)
-        if auth.reads_async:
-            return await auth.check_not_revoked_async(claims)
-        return await run_in_threadpool(auth.check_not_revoked, claims)
+        return await _read(auth, auth.check_not_revoked, auth.check_not_revoked_async, claims)
 
 
 class _Scoped(_AccessClaims):
@@ -81,12 +96,7 @@ class _CurrentUser(_Bearer):
         """The caller's user: token checks, revocation and user lookup in one read."""
         auth: AuthService = request.app.state.auth
         claims = auth.verify(bearer_token(request.headers.getlist("Authorization")))
-        if auth.database_is_local:
-            with contextlib.suppress(WouldWait):  # the file is locked: wait in a thread
-                return auth.user_of(claims)
-        if auth.reads_async:
-            return await auth.user_of_async(claims)
-        return await run_in_threadpool(auth.user_of, claims)
+        return await _read(auth, auth.user_of, auth.user_of_async, claims)
 
 
 async def client_address(request: Request) -> str:
@@ -94,9 +104,6 @@ async def client_address(request: Request) -> str:
     auth: AuthService = request.app.state.auth
     peer = request.client.host if request.client else None
     return auth.client_of(peer, request.headers.getlist("X-Forwarded-For"))
-
-
-R = TypeVar("R")
 
 
 async def hashing(request: Request, work: Hashing[R]) -> R:

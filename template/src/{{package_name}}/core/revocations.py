@@ -152,6 +152,23 @@ def parse(text: str) -> tuple[str, float, float] | None:
         return None
 
 
+class Backoff:
+    """How long the listener waits before it connects again: 0.1 s, doubled after each lost
+    connection up to 5 s, so that a database that keeps dropping it soon after connecting is
+    tried less and less often; after a connection that worked `RESET_BACKOFF_SECONDS`, 0.1 s
+    again (an outage after a working while is not one of a series)."""
+
+    def __init__(self) -> None:
+        self._next = 0.1
+
+    def after(self, worked_seconds: float) -> float:
+        """The wait after a connection that worked for `worked_seconds` (0: it never did)."""
+        if worked_seconds > RESET_BACKOFF_SECONDS:
+            self._next = 0.1
+        delay, self._next = self._next, min(self._next * 2, 5.0)
+        return delay
+
+
 class Listener:
     """A thread that keeps `Revocations` current from PostgreSQL's notifications."""
 
@@ -185,7 +202,7 @@ class Listener:
             "autocommit": True,
             "application_name": f"{APPLICATION_NAME} {os.getpid()}",
         }
-        delay = 0.1
+        backoff = Backoff()
         while not self._stopped.is_set():
             self._heard = False
             connected = time.monotonic()
@@ -198,12 +215,7 @@ class Listener:
                 if self._heard:
                     log.warning("Revocation listener lost its connection: %s", exc)
             self._revocations.forget()
-            # An outage after a connection that worked a while starts the backoff again; one
-            # that keeps dropping soon after connecting is retried less and less often.
-            if self._heard and time.monotonic() - connected > RESET_BACKOFF_SECONDS:
-                delay = 0.1
-            self._stopped.wait(delay)
-            delay = min(delay * 2, 5.0)
+            self._stopped.wait(backoff.after(time.monotonic() - connected if self._heard else 0))
 
     def _listen(self, connection: Any) -> bool:
         """Keep the set current from `connection` until stopped (True) or an error; False at

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any, NoReturn, Protocol
 import pytest
 import yaml
 from pytest_copie.plugin import Copie
+from suiterunner import SuiteRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = Path(sys.executable)
@@ -85,3 +87,35 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return condition()
+
+
+def assert_suite_passes(
+    project: Project,
+    env: dict[str, str] | None = None,
+    runner: SuiteRunner | None = None,
+    paths: list[str] | None = None,
+) -> None:
+    """Run the project's own suite (or its test files `paths`), in a fresh interpreter or in a
+    fork of `runner`.
+
+    Only the plugins the project asks for are loaded, as in its own environment (this one
+    also holds pytest-copie and xdist), and the suite has a temporary directory of its own
+    (with pytest's shared one every run cleans up after the runs before it).
+    """
+    env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
+    # Without a PostgreSQL server the project skips its tests of what only PostgreSQL does:
+    # leave them out, so that a skip anywhere else still fails (the runs on PostgreSQL have
+    # them).
+    selected = [] if {**os.environ, **env}.get("TEST_DATABASE_URL") else ["-m", "not postgresql"]
+    with tempfile.TemporaryDirectory() as basetemp:
+        args = ["-q", "-p", "no:cacheprovider", "--basetemp", basetemp, *selected, *(paths or [])]
+        if runner is None:
+            result = project.run(PYTHON, "-m", "pytest", *args, timeout=600, env=env)
+            returncode, output = result.returncode, result.stdout + result.stderr
+        else:
+            returncode, output = runner.run(project.path, project.environment(env), args, 600)
+    assert returncode == 0, output[-7000:]
+    summary = output.strip().splitlines()[-1]
+    assert " passed" in summary, summary
+    assert "skipped" not in summary, summary
+    assert "failed" not in summary, summary

@@ -14,9 +14,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from projects import BIN, Project, Render
+from projects import BIN, Project, Render, assert_suite_passes
 from suiterunner import SuiteRunner
-from test_render import assert_suite_passes
 
 ORDERS = '''
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from frameworks import TABLE
-from projects import BIN, PYTHON, ROOT, Project, Render
+from projects import BIN, PYTHON, ROOT, Project, Render, assert_suite_passes
 from pytest_copie.plugin import Copie
 from suiterunner import SuiteRunner
 from variants import FRAMEWORKS, matrix, suite_variants, variant_id
@@ -49,34 +49,6 @@ def test_ruff_finds_nothing_to_change(render: Render, answers: dict[str, Any]) -
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
     linted = project.run(BIN / "ruff", "check", "--no-cache", ".")
     assert linted.returncode == 0, linted.stdout + linted.stderr
-
-
-def assert_suite_passes(
-    project: Project,
-    env: dict[str, str] | None = None,
-    runner: SuiteRunner | None = None,
-    paths: list[str] | None = None,
-) -> None:
-    """Run the project's own suite (or its test files `paths`), in a fresh interpreter or in a
-    fork of `runner`.
-
-    Only the plugins the project asks for are loaded, as in its own environment (this one
-    also holds pytest-copie and xdist), and the suite has a temporary directory of its own
-    (with pytest's shared one every run cleans up after the runs before it).
-    """
-    env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
-    with tempfile.TemporaryDirectory() as basetemp:
-        args = ["-q", "-p", "no:cacheprovider", "--basetemp", basetemp, *(paths or [])]
-        if runner is None:
-            result = project.run(PYTHON, "-m", "pytest", *args, timeout=600, env=env)
-            returncode, output = result.returncode, result.stdout + result.stderr
-        else:
-            returncode, output = runner.run(project.path, project.environment(env), args, 600)
-    assert returncode == 0, output[-7000:]
-    summary = output.strip().splitlines()[-1]
-    assert " passed" in summary, summary
-    assert "skipped" not in summary, summary
-    assert "failed" not in summary, summary
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

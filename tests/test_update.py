@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from projects import BIN, PYTHON, ROOT, Project
-from test_render import assert_suite_passes
+from projects import BIN, PYTHON, ROOT, Project, assert_suite_passes
 
 GIT = [
     "git",

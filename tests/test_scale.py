@@ -207,8 +207,11 @@ def test_a_logout_holds_on_every_instance(
         assert me(second.url, other) == 401
         time.sleep(0.05)
 
-    # An instance started after the logout knows it from its first load.
+    # An instance started after the logout refuses it: with its listeners connected, from its
+    # first load (or, for a moment before that, from the database; the rendered suite's
+    # `test_a_process_started_after_a_logout_knows_it` checks the load itself).
     third = instances()
+    listening_again(third, postgres_url, gone=set(), seconds=RECOVERY_SECONDS)
     assert me(third.url, token) == 401
     assert me(third.url, other) == 401
     fresh = sign_in(third.url)

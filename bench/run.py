@@ -10,14 +10,14 @@ loads each route with wrk, in rounds that interleave the apps (figures are media
 rounds). Each app runs on SQLite; the EdDSA variants and the references also run on PostgreSQL
 (`--postgres`, default TEMPLATE_TEST_POSTGRES or the local server), reached directly and through
 scripts/faultproxy.py adding `--pg-delay-ms` (1 ms) per round trip, one schema per app. Then:
-/health under a login load (FastAPI, SQLite) and under a /users/me load (FastAPI, PostgreSQL
-behind the proxy; with the same load on /protected and on /health as controls), each beside
-/health idle in the same rounds; how soon a second instance refuses a token logged out on the
-first (two instances on one PostgreSQL schema, each framework); in process: token issue and verify per algorithm
-against bare PyJWT, the revocation check, login and refresh; and `copier copy` of the default
-variant. Prints a Markdown report with a table of the targets and writes it to bench/RESULTS.md
-(or --output). Without a PostgreSQL server the PostgreSQL part is left out, and the report
-says so.
+/health under a login load (FastAPI, SQLite) and under a /users/me load (each framework,
+PostgreSQL behind the proxy; with the same load on /protected and on /health as controls),
+each beside /health idle in the same rounds; how soon a second instance refuses a token logged
+out on the first (two instances on one PostgreSQL schema, each framework); in process: token
+issue and verify per algorithm against bare PyJWT, the revocation check, login and refresh;
+and `copier copy` of the default variant. Prints a Markdown report with a table of the targets
+and writes it to bench/RESULTS.md (or --output). Without a PostgreSQL server the PostgreSQL
+part is left out, and the report says so.
 
 Load generator: wrk (installed from Debian's packages when absent and run as root). It is C
 and event-driven, so one thread drives 32 connections while costing the server's two cores
@@ -886,7 +886,7 @@ def report(run: Run) -> str:
     if loaded:
         lines += [
             "",
-            f"## FastAPI: /health while {LOAD_CONNECTIONS} clients read /users/me ({run.proxied})",
+            f"## /health while {LOAD_CONNECTIONS} clients read /users/me ({run.proxied})",
             "",
             f"{paired} Two controls: the same {LOAD_CONNECTIONS} clients on /protected, which"
             " reads no database (what the load's CPU alone costs /health), and on /health itself"
@@ -1037,13 +1037,13 @@ def main(argv: list[str]) -> int:
                 sign_in(app)
 
             def last_turn(app: App) -> None:
-                """FastAPI: /health under a load; on PostgreSQL, logouts across instances."""
-                fastapi = app.framework == "fastapi"
+                """/health under a load (logins: FastAPI; /users/me: behind the proxy); on
+                PostgreSQL, logouts across instances."""
                 if app.database == SQLITE:
-                    if fastapi:
+                    if app.framework == "fastapi":
                         health_under_logins(app, binary, seconds, rounds, work)
                     return
-                if fastapi and app.proxied and not args.smoke:
+                if app.proxied and not args.smoke:
                     health_under_reads(app, binary, seconds, rounds)
                 if app.ours:
                     step(f"Logging out across two instances ({app.label}) ...")

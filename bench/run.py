@@ -76,8 +76,10 @@ REVOCATION_TIMEOUT_S = 2.0
 #: The revocation measurement stops after this many misses (each costs the whole timeout).
 REVOCATION_MAX_MISSES = 5
 #: A second instance refuses a logged-out token once it answers 401 this many times in a row
-#: (gunicorn: each on a new connection, which any of its workers may take; a worker that still
-#: accepts the token starts the count again).
+#: (gunicorn: each on a new connection, which any of its workers may take; a worker asked that
+#: still accepts the token starts the count again). With two workers taken at random, all of a
+#: row goes to one of them about once in 128 rows: a lagging worker is likely, not certain, to
+#: be caught.
 REFUSALS_IN_A_ROW = 8
 
 _STARTED = time.monotonic()
@@ -612,7 +614,9 @@ def revocation_delays(app: App, sessions: int, partner: App | None = None) -> di
                     missed += 1
                     break
             else:
-                delays.append(refused_since * 1e3)
+                if refused_since > REVOCATION_TIMEOUT_S:  # its last acceptance was in time
+                    missed += 1
+                delays.append(min(refused_since, REVOCATION_TIMEOUT_S) * 1e3)
             if (status := a.get("/protected", headers=headers).status_code) != 401:
                 raise RuntimeError(f"instance A answered {status} to the token it logged out")
             if missed >= REVOCATION_MAX_MISSES:
@@ -927,7 +931,8 @@ def report(run: Run) -> str:
             f" {REVOCATION_TIMEOUT_S:g} s counts as missed, at {REVOCATION_TIMEOUT_S:g} s."
             " FastAPI: uvicorn, one process each. Flask: gunicorn, two workers each, each"
             " with its own listener; B is asked on a new connection each time, so any of its"
-            " workers may answer, and one that still accepts the token starts the row again.",
+            " workers may answer, and one asked that still accepts the token starts the row"
+            " again.",
             "",
             "| app | database | logouts | p50 ms | p99 ms | max ms | missed | logout on A ms (p50) |",
             "|---|---|---:|---:|---:|---:|---:|---:|",

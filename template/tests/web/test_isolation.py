@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import func, select
 
 from ..helpers import Database, PerSettings, Settings, User, settings_with
@@ -36,38 +37,28 @@ def test_the_next_test_starts_with_no_users(api: Api, database: Database) -> Non
     assert api.register("leftover").status == 201
 
 
-# The shared apps (`PerSettings`) keep few open: what a test was handed stays open all the
-# same until it ends, however many settings it asks for.
+def test_a_test_keeps_every_app_it_was_handed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared apps (`PerSettings`) keep few open, but every one the running test asked
+    for stays open until the next test starts."""
+    closed: list[Settings] = []
 
-closed: list[Settings] = []
+    @contextmanager
+    def recorded(settings: Settings) -> Iterator[object]:
+        yield object()
+        closed.append(settings)
 
-
-@contextmanager
-def recorded(settings: Settings) -> Iterator[object]:
-    yield object()
-    closed.append(settings)
-
-
-KEEP_ONE = PerSettings(recorded, keep=1)
-
-
-def several(settings: Settings) -> list[Settings]:
-    return [settings_with(settings, access_token_minutes=minutes) for minutes in (5, 6, 7)]
-
-
-def test_a_test_keeps_every_app_it_was_handed(settings: Settings) -> None:
-    first, *others = several(settings)
-    opened = KEEP_ONE(first)
-    for other in others:
-        KEEP_ONE(other)
-    assert KEEP_ONE(first) is opened
-    assert closed == []
-
-
-def test_the_next_test_closes_the_least_recently_used(settings: Settings) -> None:
-    first, second, third = several(settings)
-    KEEP_ONE(settings)
-    assert closed == [second, third, first]
-    with KEEP_ONE:
-        pass
-    assert closed == [second, third, first, settings]
+    first, second, third, fourth = (
+        settings_with(settings, access_token_minutes=minutes) for minutes in (5, 6, 7, 8)
+    )
+    with PerSettings(recorded, keep=1) as keep_one:
+        opened = keep_one(first)
+        keep_one(second)
+        keep_one(third)
+        assert keep_one(first) is opened
+        assert closed == []
+        monkeypatch.setattr(PerSettings, "test", PerSettings.test + 1)  # the next test
+        keep_one(fourth)
+        assert closed == [second, third, first]
+    assert closed == [second, third, first, fourth]

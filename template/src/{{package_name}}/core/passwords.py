@@ -20,8 +20,10 @@ import contextlib
 import functools
 import os
 import secrets
+import statistics
 import threading
 import unicodedata
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from time import perf_counter, sleep
@@ -46,7 +48,7 @@ OWASP_ARGON2 = Argon2Parameters(time_cost=2, memory_kib=19456, parallelism=1)
 #: The detail of the 503 a request gets when every hashing slot and waiting place is taken.
 BUSY = "Too many logins are being checked at once; try again in a second."
 
-#: The running estimate of one verification's cost averages the last this many, about.
+#: The estimate of one verification's cost is the median of the last this many.
 _ESTIMATE_WINDOW = 20
 
 
@@ -96,10 +98,10 @@ class PasswordHasher:
         self._capacity = max_concurrent + max_waiting
         self._admission = threading.BoundedSemaphore(self._capacity)
         # Seconds one verification at the current parameters takes, measured now and kept up
-        # to date by every later one (the machine's load changes it).
+        # to date by every later one (the machine's load changes it). The median: a moment of
+        # load does not make every padded check longer than a real one for a while.
         self._estimate_lock = threading.Lock()
-        self._samples = 0
-        self._seconds_per_verification = 0.0
+        self._recent: deque[float] = deque(maxlen=_ESTIMATE_WINDOW)
         start = perf_counter()
         self._argon2.verify(secrets.token_urlsafe(16), self._dummy_hash)
         self._learn(perf_counter() - start)
@@ -174,16 +176,13 @@ class PasswordHasher:
     def _learn(self, seconds: float) -> None:
         """Fold one verification at the current parameters into the estimate of their cost."""
         with self._estimate_lock:
-            self._samples = min(self._samples + 1, _ESTIMATE_WINDOW)
-            self._seconds_per_verification += (
-                seconds - self._seconds_per_verification
-            ) / self._samples
+            self._recent.append(seconds)
 
     def _pad(self, elapsed: float, verifications: int) -> None:
         """Sleep, holding no slot, until the check has taken what it would at the current
         parameters; a check that took longer (costlier old parameters) is not padded."""
         with self._estimate_lock:
-            target = verifications * self._seconds_per_verification
+            target = verifications * statistics.median(self._recent)
         if target > elapsed:
             sleep(target - elapsed)
 
